@@ -1,0 +1,1506 @@
+"""BaseConnectionPool: slots, the free stack, the waiter queue.
+
+This module is the only place where a connection changes state.  The states
+are: *opening* (a slot is reserved and a connect is running), *free* (in
+``free_items``), *checked out* (lent to a caller through a wrapper).  The
+pool runs on green threads, which only switch at I/O or explicit yields, so
+the state changes below need no lock: every function that changes state
+does so without yielding, and does its I/O (connect, ping, reset, close)
+before or after, holding a *slot*.
+
+A slot is the right to one connection.  ``current_size`` counts the slots
+taken (free + checked out + opening) and never exceeds ``max_size``.  A
+caller that holds a slot and loses it (error, timeout, kill) gives it back
+with :meth:`_release_slot`, which hands it to the longest waiter first.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import random
+import sys
+import traceback
+import warnings
+import weakref
+from collections import deque
+from typing import Any, Callable, Iterable
+
+from . import _green
+from ._config import Backoff, check_callable, check_int, check_number
+from .drivers import Driver, driver_for
+from .errors import (
+    ConfigError,
+    ConnectionLeakWarning,
+    MaximumRetryException,
+    PoolClosed,
+    PoolError,
+    PoolTimeout,
+    TooManyWaiters,
+)
+from .events import Listeners
+from .wrapper import PooledConnectionWrapper, _Detached, set_record
+
+logger = logging.getLogger("db_pool")
+
+__all__ = ["BaseConnectionPool", "cleanup_rollback"]
+
+monotonic = _green.monotonic
+_getframe = sys._getframe
+_INF = float("inf")
+
+_MISSING: Any = object()  # "argument not given" (eventlet's name)
+_DEFAULT: Any = object()  # get(timeout=...) not given: use pool_timeout
+_EMPTY: Any = object()  # a waiter not yet served
+_CLOSED: Any = object()  # handed to waiters when the pool closes
+
+# Fork generation: bumped in every child process; records of an older
+# generation belong to the parent and are never used or closed by the child.
+_fork_generation = 0
+_all_pools: "weakref.WeakSet[BaseConnectionPool]" = weakref.WeakSet()
+# Connections inherited from the parent, kept referenced so that the child
+# never finalises them (which could send the server a goodbye).
+_inherited: list[Any] = []
+_pool_ids = itertools.count(1)
+_new_wrapper = object.__new__
+
+
+def cleanup_rollback(conn: Any) -> None:
+    """Roll back *conn*: the default reset when a connection comes back.
+
+    The pool skips the round trip when the driver reports, without asking
+    the server, that no transaction is open (psycopg2's transaction status,
+    the status flags MySQL sends with every reply, sqlite3's
+    ``in_transaction``); whenever one is open, or the driver cannot tell, it
+    rolls back.
+    """
+    conn.rollback()
+
+
+class _Record:
+    """One open connection and what the pool knows about it.
+
+    Unpacks like eventlet's ``(last_used, created_at, conn)`` tuples, so code
+    that reads ``pool.free_items`` keeps working.  Times are
+    ``time.monotonic()`` values.
+    """
+
+    __slots__ = (
+        "conn",
+        "created_at",
+        "last_used",
+        "expires_at",
+        "fresh_until",
+        "uses",
+        "checkout_at",
+        "suspect",
+        "broken",
+        "generation",
+        "server",
+        "stack",
+        "pinged_at",
+        "leak_warned",
+        "pool",
+        "where",
+        "status",
+    )
+
+    def __init__(self, conn: Any, created_at: float, expires_at: float) -> None:
+        self.conn = conn
+        self.created_at = created_at
+        self.last_used = created_at
+        self.expires_at = expires_at
+        self.fresh_until = expires_at
+        self.uses = 0
+        self.checkout_at = created_at
+        self.suspect = False
+        self.broken = False
+        self.generation = _fork_generation
+        self.server: Any = None
+        self.stack: Any = None
+        self.pinged_at = created_at
+        self.leak_warned = False
+        self.pool: Any = None
+        self.where: Any = None
+        self.status: Any = None
+
+    def __iter__(self) -> Any:
+        return iter((self.last_used, self.created_at, self.conn))
+
+    def __getitem__(self, index: Any) -> Any:
+        return (self.last_used, self.created_at, self.conn)[index]
+
+    def __len__(self) -> int:
+        return 3
+
+    def __repr__(self) -> str:
+        return "<connection record uses=%d age=%.1fs>" % (
+            self.uses,
+            monotonic() - self.created_at,
+        )
+
+
+class _Waiter:
+    """A green thread queued in get(); served in arrival order."""
+
+    __slots__ = ("greenlet", "value", "timer", "since")
+
+    def __init__(self) -> None:
+        self.greenlet = _green.current_greenlet()
+        self.value = _EMPTY
+        self.timer: Any = None
+        self.since = monotonic()
+
+
+class _Lease:
+    """The context manager of ``item()`` and ``connection()``."""
+
+    __slots__ = ("pool", "cleanup", "timeout", "conn", "reentrant_key")
+
+    def __init__(self, pool: "BaseConnectionPool", cleanup: Any, timeout: Any) -> None:
+        self.pool = pool
+        self.cleanup = cleanup
+        self.timeout = timeout
+        self.conn: Any = None
+        self.reentrant_key: Any = None
+
+    def __enter__(self) -> Any:
+        pool = self.pool
+        if pool.reentrant:
+            key = _green.current_greenlet()
+            held = pool._leases.get(key)
+            if held is not None and held[0]:
+                held[1] += 1
+                self.reentrant_key = key
+                return held[0]
+            self.conn = pool._checkout(True, self.timeout, 2)
+            pool._leases[key] = [self.conn, 1]
+            self.reentrant_key = key
+            return self.conn
+        self.conn = pool._checkout(True, self.timeout, 2)
+        return self.conn
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        pool = self.pool
+        key = self.reentrant_key
+        if key is not None:
+            held = pool._leases.get(key)
+            if held is None:
+                return
+            if exc is not None and held[0]:
+                pool._note_error(held[0], exc)
+            held[1] -= 1
+            if held[1] > 0:
+                return
+            del pool._leases[key]
+            conn = held[0]
+        else:
+            conn = self.conn
+            if exc is not None and conn:
+                pool._note_error(conn, exc)
+        self.conn = None
+        pool.put(conn, self.cleanup)
+
+
+def _maintenance_loop(pool_ref: "weakref.ref[BaseConnectionPool]") -> None:
+    """Background work of one pool; holds only a weak reference between runs."""
+    while True:
+        pool = pool_ref()
+        if pool is None:
+            return
+        try:
+            delay = pool._maintain()
+        except Exception:
+            logger.exception("pool %r: maintenance failed", pool.name)
+            delay = 1.0
+        if delay is None:
+            return
+        del pool
+        _green.sleep(delay)
+
+
+def _close_connections_later(records: "deque[_Record]", name: str) -> None:
+    """Finalizer of a dropped pool: close its idle connections from the hub."""
+    if not records:
+        return
+    items = list(records)
+    records.clear()
+
+    def close_all() -> None:
+        for rec in items:
+            if rec.generation != _fork_generation:
+                continue
+            try:
+                rec.conn.close()
+            except Exception:
+                pass
+        logger.debug("pool %r was dropped; closed %d idle connection(s)", name, len(items))
+
+    try:
+        _green.call_soon_global(_green.spawn_n, close_all)
+    except Exception:  # no hub any more (interpreter shutdown)
+        pass
+
+
+class BaseConnectionPool:
+    """A pool of DB-API 2 connections for green threads.
+
+    Constructs a pool of at most *max_size* connections opened with
+    ``db_module.connect(*args, **kwargs)``, keeping at least *min_size* open.
+
+    *max_idle* is how long (seconds) an unused connection may stay in the
+    pool, *max_age* how long any connection may live; ``0`` closes every
+    connection on return, ``None`` means no limit.  *connect_timeout* bounds
+    each connect (raising :class:`~db_pool.ConnectTimeout`).  *cleanup* is
+    called with the raw connection when it comes back (default: roll back;
+    ``None``: nothing).
+
+    The keyword-only options are described in the README's *Configuration*
+    section.  Every option is checked here; a bad value raises
+    :class:`ValueError` or :class:`TypeError` naming it.
+    """
+
+    #: The wrapper class handed to callers.
+    wrapper_class = PooledConnectionWrapper
+    #: "raw" or "tpool": how connections are opened and used.
+    _kind = "raw"
+
+    def __init__(
+        self,
+        db_module: Any,
+        min_size: int = 0,
+        max_size: int = 4,
+        max_idle: float | None = 10,
+        max_age: float | None = 30,
+        connect_timeout: float | None = 5,
+        cleanup: Callable[[Any], Any] | None = cleanup_rollback,
+        *args: Any,
+        name: str | None = None,
+        pool_timeout: float | None = None,
+        max_waiting: int | None = None,
+        reentrant: bool = False,
+        pre_ping: bool = False,
+        pre_ping_idle: float = 0.5,
+        check: Callable[[Any], Any] | None = None,
+        max_uses: int | None = None,
+        leak_timeout: float | None = None,
+        keepalive: float | None = None,
+        max_age_jitter: float = 0.1,
+        reset_timeout: Any = _DEFAULT,
+        listeners: Iterable[Any] = (),
+        connect_args: dict[str, Any] | None = None,
+        is_disconnect: Callable[[BaseException], bool] | None = None,
+        servers: Any = None,
+        max_retries: int = 0,
+        reconnect_delay: tuple[float, float] = (0.1, 10.0),
+        **kwargs: Any,
+    ) -> None:
+        if db_module is None or not callable(getattr(db_module, "connect", None)):
+            raise TypeError(
+                "db_module must be a DB-API 2 module with a connect() function, "
+                "not %r" % (db_module,)
+            )
+        self.min_size = check_int("min_size", min_size, 0)
+        self.max_size = check_int("max_size", max_size, 1)
+        if self.min_size > self.max_size:  # type: ignore[operator]
+            raise ConfigError(
+                "min_size (%r) must not be greater than max_size (%r)"
+                % (min_size, max_size)
+            )
+        self.max_idle = check_number("max_idle", max_idle)
+        self.max_age = check_number("max_age", max_age)
+        self.connect_timeout = check_number("connect_timeout", connect_timeout)
+        if self.connect_timeout == 0:
+            self.connect_timeout = None
+        self.cleanup = check_callable("cleanup", cleanup)
+        if name is not None and not isinstance(name, str):
+            raise TypeError("name must be a string, not %r" % (name,))
+        self.name = name if name is not None else "pool-%d" % next(_pool_ids)
+        self.pool_timeout = check_number("pool_timeout", pool_timeout)
+        self.max_waiting = check_int("max_waiting", max_waiting, 0, allow_none=True)
+        if not isinstance(reentrant, bool):
+            raise TypeError("reentrant must be True or False, not %r" % (reentrant,))
+        self.reentrant = reentrant
+        if not isinstance(pre_ping, bool):
+            raise TypeError("pre_ping must be True or False, not %r" % (pre_ping,))
+        self.pre_ping = pre_ping
+        self.pre_ping_idle = check_number("pre_ping_idle", pre_ping_idle, False)
+        self.check = check_callable("check", check)
+        self.max_uses = check_int("max_uses", max_uses, 1, allow_none=True)
+        self.leak_timeout = check_number("leak_timeout", leak_timeout, positive=True)
+        self.keepalive = check_number("keepalive", keepalive, positive=True)
+        jitter = check_number("max_age_jitter", max_age_jitter, False)
+        if jitter >= 1:  # type: ignore[operator]
+            raise ConfigError("max_age_jitter must be < 1, got %r" % (max_age_jitter,))
+        self.max_age_jitter = jitter
+        self.is_disconnect_hook = check_callable("is_disconnect", is_disconnect)
+        self.max_retries = check_int("max_retries", max_retries, 0)
+        if (
+            not isinstance(reconnect_delay, tuple)
+            or len(reconnect_delay) != 2
+        ):
+            raise TypeError(
+                "reconnect_delay must be a tuple (initial, maximum), not %r"
+                % (reconnect_delay,)
+            )
+        lo = check_number("reconnect_delay[0]", reconnect_delay[0], False, True)
+        hi = check_number("reconnect_delay[1]", reconnect_delay[1], False, True)
+        if lo > hi:  # type: ignore[operator]
+            raise ConfigError(
+                "reconnect_delay: initial must be <= maximum, got %r"
+                % (reconnect_delay,)
+            )
+        self._backoff = Backoff(lo, hi)  # type: ignore[arg-type]
+        if connect_args is not None:
+            if not isinstance(connect_args, dict):
+                raise TypeError(
+                    "connect_args must be a dict, not %s" % (type(connect_args).__name__,)
+                )
+            overlap = set(connect_args) & set(kwargs)
+            if overlap:
+                raise ConfigError(
+                    "connect argument(s) %s given both loose and in connect_args"
+                    % (", ".join(sorted(overlap)),)
+                )
+            kwargs = dict(kwargs, **connect_args)
+
+        self._db_module = db_module
+        self._args = args
+        self._kwargs = kwargs
+        self._driver: Driver = driver_for(db_module)
+        if reset_timeout is _DEFAULT:
+            reset_timeout = self.connect_timeout if self._driver.networked else None
+        self.reset_timeout = check_number("reset_timeout", reset_timeout, positive=True)
+        self._servers: Any = None
+        if servers is not None:
+            from .servers import ServerList
+
+            self._servers = ServerList(servers, self)
+
+        # -- state ------------------------------------------------------
+        self.current_size = 0
+        self.free_items: deque[_Record] = deque()
+        self._opening = 0
+        self._waiters: deque[_Waiter] = deque()
+        self._closed = False
+        self._leases: dict[Any, list[Any]] = {}
+        self._in_use: set[_Record] | None = set() if leak_timeout else None
+        self._dropped: deque[tuple[_Record, Any, bool]] = deque()
+        self._maintenance: Any = None
+        self._next_refill = 0.0
+        self._close_on_return = self.max_idle == 0 or self.max_age == 0
+        self._use_pre_ping = pre_ping or check is not None
+        self._listeners = Listeners(self.name, listeners)
+        self._on_checked_out = self._listeners.connection_checked_out
+        self._on_checked_in = self._listeners.connection_checked_in
+        self._is_closed = self._driver.closed_getter()
+        self._max_uses = self.max_uses if self.max_uses is not None else -1
+        self._idle_window = _INF
+        if self.max_idle is not None:
+            self._idle_window = self.max_idle
+        if self._use_pre_ping:
+            self._idle_window = min(self._idle_window, self.pre_ping_idle)  # type: ignore[type-var]
+        self._checkin_special = False
+        self._update_checkin_special()
+        self._reset_stats()
+
+        _all_pools.add(self)
+        self._finalizer = weakref.finalize(
+            self, _close_connections_later, self.free_items, self.name
+        )
+        self._finalizer.atexit = False
+        self._driver.check_green(self._kind)
+
+        # eventlet opens min_size connections in the constructor; so do we,
+        # but a failure is logged and left to the background refill rather
+        # than raised: a pool can be built while the database is down.
+        for _ in range(self.min_size):  # type: ignore[arg-type]
+            self.current_size += 1
+            try:
+                rec = self._open(None)
+            except Exception as exc:
+                self.current_size -= 1
+                logger.warning(
+                    "pool %r: could not open a min_size connection: %s",
+                    self.name,
+                    _describe(exc),
+                )
+                self._ensure_maintenance()
+                break
+            self.free_items.append(rec)
+
+    # ------------------------------------------------------------------
+    # stats
+    _COUNTERS = (
+        "checkouts",
+        "waits",
+        "wait_time_total",
+        "wait_time_max",
+        "hold_time_total",
+        "connections_opened",
+        "connections_closed",
+        "connect_failures",
+        "connect_time_total",
+        "discarded_dead",
+        "discarded_reset_failed",
+        "expired_idle",
+        "expired_age",
+        "recycled_uses",
+        "leaks_reclaimed",
+        "leaks_reported",
+        "timeouts",
+        "too_many_waiters",
+        "pings",
+        "ping_failures",
+        "resets",
+        "resets_skipped",
+    )
+
+    def _reset_stats(self) -> None:
+        self._checkouts = 0
+        self._waits = 0
+        self._wait_time_total = 0.0
+        self._wait_time_max = 0.0
+        self._hold_time_total = 0.0
+        self._connections_opened = 0
+        self._connections_closed = 0
+        self._connect_failures = 0
+        self._connect_time_total = 0.0
+        self._discarded_dead = 0
+        self._discarded_reset_failed = 0
+        self._expired_idle = 0
+        self._expired_age = 0
+        self._recycled_uses = 0
+        self._leaks_reclaimed = 0
+        self._leaks_reported = 0
+        self._timeouts = 0
+        self._too_many_waiters = 0
+        self._pings = 0
+        self._ping_failures = 0
+        self._resets = 0
+        self._resets_skipped = 0
+
+    def stats(self, reset: bool = False) -> dict[str, Any]:
+        """A snapshot of the pool's sizes and counters, as a plain dict.
+
+        Counters count since the pool was made, or since the last call with
+        *reset* true.  Times are in seconds.
+        """
+        free = len(self.free_items)
+        out: dict[str, Any] = {
+            "name": self.name,
+            "min_size": self.min_size,
+            "max_size": self.max_size,
+            "size": self.current_size,
+            "free": free,
+            "checked_out": self.current_size - free - self._opening,
+            "opening": self._opening,
+            "waiting": len(self._waiters),
+            "closed": self._closed,
+        }
+        for key in self._COUNTERS:
+            out[key] = getattr(self, "_" + key)
+        if self._servers is not None:
+            out["servers"] = self._servers.stats()
+        if reset:
+            self._reset_stats()
+            if self._servers is not None:
+                self._servers.reset_stats()
+        return out
+
+    def pop_stats(self) -> dict[str, Any]:
+        """Same as ``stats(reset=True)``."""
+        return self.stats(reset=True)
+
+    def __repr__(self) -> str:
+        free = len(self.free_items)
+        return "<%s %r free=%d used=%d opening=%d waiting=%d max=%d%s>" % (
+            type(self).__name__,
+            self.name,
+            free,
+            self.current_size - free - self._opening,
+            self._opening,
+            len(self._waiters),
+            self.max_size,
+            " closed" if self._closed else "",
+        )
+
+    # ------------------------------------------------------------------
+    # listeners
+    def add_listener(self, listener: Any) -> None:
+        """Register a listener: an object with event methods, or a dict."""
+        self._listeners.add(listener)
+
+    def remove_listener(self, listener: Any) -> None:
+        self._listeners.remove(listener)
+
+    # ------------------------------------------------------------------
+    # eventlet-compatible counters
+    def free(self) -> int:
+        """How many get() calls can be served without waiting."""
+        return len(self.free_items) + self.max_size - self.current_size  # type: ignore[operator]
+
+    def waiting(self) -> int:
+        """How many green threads are waiting in get()."""
+        return len(self._waiters)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # ------------------------------------------------------------------
+    # checkout
+    def get(self, block: bool = True, timeout: Any = _DEFAULT) -> Any:
+        """Check out a connection (a :class:`PooledConnectionWrapper`).
+
+        Waits in line, first come first served, when every connection is in
+        use; *timeout* (default: the pool's ``pool_timeout``; None: forever)
+        bounds the whole checkout, waiting, connecting and validating
+        included.  With *block* false, never waits.
+
+        Raises :class:`PoolTimeout`, :class:`TooManyWaiters`,
+        :class:`PoolClosed`, :class:`ConnectTimeout`, or the driver's own
+        error when connecting fails.
+        """
+        return self._checkout(block, timeout, 2)
+
+    def get_nowait(self) -> Any:
+        """Check out a connection, or raise :class:`PoolTimeout` at once."""
+        return self._checkout(False, 0, 2)
+
+    def _checkout(self, block: bool, timeout: Any, depth: int) -> Any:
+        free = self.free_items
+        if free and not self._waiters:
+            rec = free.popleft()
+            now = monotonic()
+            if now >= rec.fresh_until or self._closed:
+                return self._checkout_slow(block, timeout, depth + 1, rec)
+            # The fast path: a fresh idle connection and nobody in line.
+            rec.uses += 1
+            rec.checkout_at = now
+            self._checkouts += 1
+            rec.where = _getframe(depth).f_code
+            w = _new_wrapper(self.wrapper_class)
+            set_record(w, rec)
+            if self._in_use is not None:
+                self._track(rec, depth + 1)
+            if self._on_checked_out:
+                self._listeners.fire("connection_checked_out", rec.conn)
+            return w
+        return self._checkout_slow(block, timeout, depth + 1, None)
+
+    def _checkout_slow(self, block: bool, timeout: Any, depth: int, rec: Any) -> Any:
+        start = monotonic()
+        if timeout is _DEFAULT:
+            timeout = self.pool_timeout
+        elif timeout is not None:
+            timeout = check_number("timeout", timeout)
+        if not block:
+            timeout = 0
+        deadline = None if timeout is None else start + timeout
+        waited = False
+        if rec is not None and self._closed:
+            self.free_items.appendleft(rec)
+            rec = None
+        if rec is None:
+            # Take a slot: a free connection, room to open one, or a place
+            # in line.
+            if self._closed:
+                raise PoolClosed("pool %r is closed" % (self.name,), self.name)
+            if self.free_items and not self._waiters:
+                rec = self.free_items.popleft()
+            elif self.current_size < self.max_size and not self._waiters:  # type: ignore[operator]
+                self.current_size += 1
+            else:
+                rec = self._wait(deadline, timeout)
+                waited = True
+        # We hold a slot; rec is None when it has no connection yet.
+        try:
+            while True:
+                if rec is None:
+                    rec = self._open(deadline)
+                    break
+                now = monotonic()
+                reason = self._expired(rec, now)
+                if reason is not None:
+                    self._discard(rec, reason)
+                    rec = None
+                    continue
+                if rec.suspect or (
+                    self._use_pre_ping and now - rec.last_used >= self.pre_ping_idle  # type: ignore[operator]
+                ):
+                    ok_rec, rec = rec, None
+                    if self._validate(ok_rec, deadline):
+                        rec = ok_rec
+                        break
+                    continue
+                break
+        except BaseException:
+            if rec is not None:
+                self._discard(rec, "error")
+            self._release_slot()
+            raise
+        now = monotonic()
+        if waited:
+            wait = now - start
+            self._waits += 1
+            self._wait_time_total += wait
+            if wait > self._wait_time_max:
+                self._wait_time_max = wait
+        rec.uses += 1
+        rec.checkout_at = now
+        self._checkouts += 1
+        rec.where = _getframe(depth).f_code
+        w = _new_wrapper(self.wrapper_class)
+        set_record(w, rec)
+        if self._in_use is not None:
+            self._track(rec, depth + 1)
+        if self._on_checked_out:
+            self._listeners.fire("connection_checked_out", rec.conn)
+        return w
+
+    def _track(self, rec: _Record, depth: int) -> None:
+        rec.stack = traceback.extract_stack(_getframe(depth))
+        rec.leak_warned = False
+        self._in_use.add(rec)  # type: ignore[union-attr]
+
+    def _wait(self, deadline: float | None, timeout: Any) -> Any:
+        """Queue up for a slot; return a record, or None (a slot to open)."""
+        if deadline is not None and deadline <= monotonic():
+            self._timeouts += 1
+            raise PoolTimeout(
+                "pool %r: no connection available (max_size=%d, all in use)"
+                % (self.name, self.max_size),
+                self.name,
+                timeout,
+            )
+        if self.max_waiting is not None and len(self._waiters) >= self.max_waiting:
+            self._too_many_waiters += 1
+            raise TooManyWaiters(
+                "pool %r: %d callers already waiting (max_waiting=%d)"
+                % (self.name, len(self._waiters), self.max_waiting),
+                self.name,
+            )
+        if self._listeners.pool_at_max:
+            self._listeners.fire("pool_at_max")
+        waiter = _Waiter()
+        self._waiters.append(waiter)
+        timer = None
+        if deadline is not None:
+            timer = _green.Timeout(max(0.0, deadline - monotonic()))
+        hub = _green.get_hub()
+        try:
+            # Yield point: sleep until _hand_off() gives us a slot.
+            while waiter.value is _EMPTY:
+                hub.switch()
+        except BaseException as exc:
+            value = waiter.value
+            if value is _EMPTY:
+                try:
+                    self._waiters.remove(waiter)
+                except ValueError:
+                    pass
+            else:
+                # Served and interrupted at the same time: pass it on.
+                waiter.timer.cancel()
+                if value is not _CLOSED:
+                    if value is None:
+                        self._release_slot()
+                    else:
+                        self._return_record(value)
+            if exc is timer:
+                self._timeouts += 1
+                raise PoolTimeout(
+                    "pool %r: no connection available within %.3gs "
+                    "(max_size=%d, all in use)" % (self.name, timeout, self.max_size),
+                    self.name,
+                    timeout,
+                ) from None
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+        value = waiter.value
+        if value is _CLOSED:
+            raise PoolClosed("pool %r is closed" % (self.name,), self.name)
+        return value
+
+    def _hand_off(self, value: Any) -> bool:
+        """Give *value* (a record, or None for a bare slot) to the longest waiter."""
+        waiters = self._waiters
+        if not waiters:
+            return False
+        waiter = waiters.popleft()
+        waiter.value = value
+        waiter.timer = _green.call_soon_global(waiter.greenlet.switch)
+        return True
+
+    def _release_slot(self) -> None:
+        """Give up a slot that has no connection (any more)."""
+        if self._closed or self.current_size > self.max_size or not self._hand_off(None):  # type: ignore[operator]
+            self.current_size -= 1
+            if self.current_size < self.min_size and not self._closed:  # type: ignore[operator]
+                self._ensure_maintenance()
+
+    def _return_record(self, rec: _Record) -> None:
+        """Put a clean, usable record back: to the longest waiter, or free."""
+        if not self._hand_off(rec):
+            self.free_items.appendleft(rec)
+
+    def _expired(self, rec: _Record, now: float) -> str | None:
+        if now >= rec.expires_at:
+            return "age"
+        if self.max_idle is not None and now - rec.last_used >= self.max_idle:
+            return "idle"
+        return None
+
+    def _fresh_until(self, rec: _Record, now: float) -> float:
+        until = rec.expires_at
+        if self.max_idle is not None:
+            until = min(until, now + self.max_idle)
+        if self._use_pre_ping:
+            until = min(until, now + self.pre_ping_idle)  # type: ignore[operator]
+        if rec.suspect:
+            until = 0.0
+        return until
+
+    # ------------------------------------------------------------------
+    # opening
+    def create(self) -> tuple[float, float, Any]:
+        """Open a new raw connection: returns ``(last_used, created_at, conn)``."""
+        now = monotonic()
+        conn = self.connect(
+            self._db_module, self.connect_timeout, *self._args, **self._kwargs
+        )
+        return now, now, conn
+
+    @classmethod
+    def connect(
+        cls, db_module: Any, connect_timeout: float | None, *args: Any, **kw: Any
+    ) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError("use RawConnectionPool or TpooledConnectionPool")
+
+    def _open(self, deadline: float | None) -> _Record:
+        """Open a connection for a slot the caller holds."""
+        self._opening += 1
+        start = monotonic()
+        timer = None
+        try:
+            if deadline is not None:
+                remaining = deadline - start
+                if remaining <= 0:
+                    raise PoolTimeout(
+                        "pool %r: deadline passed before a connection could be opened"
+                        % (self.name,),
+                        self.name,
+                    )
+                if self.connect_timeout is None or remaining < self.connect_timeout:
+                    timer = _green.Timeout(remaining)
+            try:
+                if self._servers is not None:
+                    created = self._servers.create(deadline)
+                else:
+                    created = self.create()
+            finally:
+                if timer is not None:
+                    timer.cancel()
+        except BaseException as exc:
+            self._opening -= 1
+            self._connect_failures += 1
+            if exc is timer:
+                self._timeouts += 1
+                err: BaseException = PoolTimeout(
+                    "pool %r: could not open a connection within the caller's "
+                    "deadline" % (self.name,),
+                    self.name,
+                )
+                self._listeners.fire("connection_failed", error=err)
+                raise err from None
+            if isinstance(exc, Exception):
+                logger.warning(
+                    "pool %r: connect failed: %s", self.name, _describe(exc)
+                )
+                self._listeners.fire("connection_failed", error=exc)
+            raise
+        self._opening -= 1
+        server = None
+        if isinstance(created, tuple) and len(created) == 3:
+            _, _, conn = created
+        elif isinstance(created, tuple) and len(created) == 4:
+            _, _, conn, server = created
+        else:
+            conn = created
+        now = monotonic()
+        self._connections_opened += 1
+        self._connect_time_total += now - start
+        self._backoff.reset()
+        rec = _Record(conn, now, self._expiry(now))
+        rec.pool = self
+        rec.status = self._driver.status_getter(conn)
+        rec.server = server
+        rec.fresh_until = self._fresh_until(rec, now)
+        logger.debug("pool %r: opened a connection in %.3fs", self.name, now - start)
+        if self._listeners.connection_created:
+            self._listeners.fire("connection_created", conn)
+        self._ensure_maintenance()
+        return rec
+
+    def _expiry(self, now: float) -> float:
+        if self.max_age is None:
+            return _INF
+        age = self.max_age
+        if self.max_age_jitter:
+            age *= 1 - self.max_age_jitter * random.random()
+        return now + age
+
+    # ------------------------------------------------------------------
+    # validation
+    def _validate(self, rec: _Record, deadline: float | None) -> bool:
+        """Ping *rec*; True if it answered.  A dead one is discarded."""
+        check = self.check
+        timer = None
+        remaining = None
+        if deadline is not None:
+            remaining = deadline - monotonic()
+        if self.reset_timeout is not None and (remaining is None or remaining > self.reset_timeout):
+            remaining = self.reset_timeout
+        self._pings += 1
+        try:
+            if remaining is not None:
+                timer = _green.Timeout(max(remaining, 0.0))
+            try:
+                if check is not None:
+                    result = check(rec.conn)
+                    if result is False:
+                        raise PoolError("check returned False")
+                else:
+                    self._driver.ping(rec.conn)
+            finally:
+                if timer is not None:
+                    timer.cancel()
+        except BaseException as exc:
+            self._ping_failures += 1
+            self._discard(rec, "dead")
+            if exc is timer:
+                logger.warning("pool %r: ping timed out; connection discarded", self.name)
+                if deadline is not None and monotonic() >= deadline:
+                    self._timeouts += 1
+                    raise PoolTimeout(
+                        "pool %r: no live connection within the caller's deadline"
+                        % (self.name,),
+                        self.name,
+                    ) from None
+                return False
+            if not isinstance(exc, Exception):
+                raise
+            logger.warning(
+                "pool %r: connection failed its check (%s); discarded",
+                self.name,
+                _describe(exc),
+            )
+            self._mark_suspects(rec)
+            return False
+        rec.suspect = False
+        rec.pinged_at = monotonic()
+        return True
+
+    def _mark_suspects(self, failed: _Record | None = None) -> None:
+        """A connection died: check the older idle ones before their next use."""
+        for rec in self.free_items:
+            if failed is None or rec.created_at <= failed.last_used:
+                rec.suspect = True
+                rec.fresh_until = 0.0
+
+    # ------------------------------------------------------------------
+    # checkin
+    def put(self, conn: Any, cleanup: Any = _MISSING) -> None:
+        """Return a connection to the pool.
+
+        *cleanup* overrides the pool's reset for this return (``None``: no
+        reset).  ``put(None)`` gives back a slot without a connection (for a
+        connection that was lost).  A cleanup that raises an ordinary error
+        discards the connection; KeyboardInterrupt and SystemExit propagate,
+        and the slot is given back all the same.
+        """
+        if isinstance(conn, PooledConnectionWrapper):
+            rec = conn._record
+            if rec is None:
+                own = conn._own_pool
+                if own is not None and own is not self:
+                    own.put(conn, cleanup)
+                    return
+                logger.debug(
+                    "pool %r: put() of a connection already returned; ignored", self.name
+                )
+                return
+            set_record(conn, None)
+            if rec.__class__ is _Detached:
+                # The caller unwrapped it (_unwrap_connection) and owns the
+                # raw connection now: only the slot comes back.
+                rec.record.pool._forget(rec.record)
+                rec.record.pool._release_slot()
+                return
+            if rec.pool is not self:
+                logger.warning(
+                    "pool %r: got a connection of pool %r back; returning it there",
+                    self.name,
+                    rec.pool.name,
+                )
+                rec.pool._checkin(rec, cleanup)
+                return
+            self._checkin(rec, cleanup)
+            return
+        if conn is None:
+            self._release_slot()
+            return
+        # A raw connection: we cannot know its history, so never reuse it.
+        logger.warning(
+            "pool %r: put() of a %s, not a pooled connection: closing it and "
+            "freeing one slot",
+            self.name,
+            type(conn).__name__,
+        )
+        self._safe_close(conn, quiet=True)
+        self._release_slot()
+
+    def _forget(self, rec: _Record) -> None:
+        if self._in_use is not None:
+            self._in_use.discard(rec)
+
+    def _checkin(self, rec: _Record, cleanup: Any) -> None:
+        now = monotonic()
+        rec.last_used = now
+        self._hold_time_total += now - rec.checkout_at
+        if self._in_use is not None:
+            self._in_use.discard(rec)
+        conn = rec.conn
+        if self._on_checked_in:
+            self._listeners.fire("connection_checked_in", conn)
+        if (
+            self._checkin_special
+            or rec.broken
+            or now >= rec.expires_at
+            or rec.uses == self._max_uses
+            or rec.generation != _fork_generation
+            or (self._is_closed is not None and self._is_closed(conn))
+        ):
+            reason = self._checkin_reason(rec, now)
+            if reason is not None:
+                if reason == "orphan":
+                    _orphan(rec)
+                    return
+                if reason == "dead":
+                    self._mark_suspects(rec)
+                self._discard(rec, reason)
+                self._release_slot()
+                return
+        if cleanup is _MISSING:
+            cleanup = self.cleanup
+        if cleanup is not None:
+            status = rec.status
+            if cleanup is cleanup_rollback and status is not None and status(conn) is False:
+                self._resets_skipped += 1
+            else:
+                self._resets += 1
+                try:
+                    if self.reset_timeout is None:
+                        cleanup(conn)
+                    else:
+                        self._reset(cleanup, conn)
+                except Exception as exc:
+                    logger.warning(
+                        "pool %r: cleanup %s raised %s; connection discarded",
+                        self.name,
+                        getattr(cleanup, "__name__", cleanup),
+                        _describe(exc),
+                    )
+                    self._discard(rec, "reset_failed")
+                    self._release_slot()
+                    return
+                except BaseException:
+                    # KeyboardInterrupt, SystemExit, a green Timeout or kill:
+                    # the connection's state is unknown; the slot is not lost.
+                    self._discard(rec, "reset_failed")
+                    self._release_slot()
+                    raise
+        until = now + self._idle_window
+        rec.fresh_until = 0.0 if rec.suspect else (
+            until if until < rec.expires_at else rec.expires_at
+        )
+        if self._waiters:
+            self._hand_off(rec)
+        else:
+            self.free_items.appendleft(rec)
+
+    def _checkin_reason(self, rec: _Record, now: float) -> str | None:
+        """Why a returning connection must be closed, or None to keep it."""
+        if rec.generation != _fork_generation:
+            return "orphan"
+        if self._closed:
+            return "pool_closed"
+        if self.current_size > self.max_size:  # type: ignore[operator]
+            return "resize"
+        if rec.broken or (self._is_closed is not None and self._is_closed(rec.conn)):
+            return "dead"
+        if self._close_on_return:
+            return "age" if self.max_age == 0 else "idle"
+        if now >= rec.expires_at:
+            return "age"
+        if self.max_uses is not None and rec.uses >= self.max_uses:
+            return "uses"
+        return None
+
+    def _update_checkin_special(self) -> None:
+        """Recompute the flag that sends every checkin down the careful path."""
+        self._checkin_special = (
+            self._closed
+            or self._close_on_return
+            or self.current_size > self.max_size  # type: ignore[operator]
+        )
+
+    def _reset(self, cleanup: Callable[[Any], Any], conn: Any) -> None:
+        """Run *cleanup* on *conn* within ``reset_timeout``."""
+        timer = _green.Timeout(self.reset_timeout)
+        try:
+            cleanup(conn)
+        except _green.Timeout as exc:
+            if exc is not timer:
+                raise
+            raise PoolError(
+                "reset did not finish within %gs" % (self.reset_timeout,), self.name
+            ) from None
+        finally:
+            timer.cancel()
+
+    def _note_error(self, wrapper: Any, exc: BaseException) -> None:
+        """An error left a ``with`` block: if it means a dead connection, mark it."""
+        rec = getattr(wrapper, "_record", None)
+        if rec is None:
+            return
+        if self.is_disconnect(exc, rec.conn):
+            rec.broken = True
+        elif not isinstance(exc, Exception):
+            # Killed or timed out mid-query: the session state is unknown.
+            rec.broken = True
+
+    def is_disconnect(self, exc: BaseException, conn: Any = None) -> bool:
+        """True when *exc* (raised while using *conn*) means the connection died."""
+        hook = self.is_disconnect_hook
+        if hook is not None:
+            try:
+                verdict = hook(exc)
+            except Exception:
+                logger.exception("pool %r: is_disconnect hook raised", self.name)
+                verdict = None
+            if verdict is not None:
+                return bool(verdict)
+        return self._driver.is_disconnect(exc, conn)
+
+    # ------------------------------------------------------------------
+    # disposal
+    def _discard(self, rec: _Record, reason: str) -> None:
+        """Close a record's connection (its slot is the caller's business)."""
+        if self._in_use is not None:
+            self._in_use.discard(rec)
+        if rec.generation != _fork_generation:
+            _orphan(rec)
+            return
+        if reason == "dead":
+            self._discarded_dead += 1
+        elif reason == "reset_failed":
+            self._discarded_reset_failed += 1
+        elif reason == "idle":
+            self._expired_idle += 1
+        elif reason == "age":
+            self._expired_age += 1
+        elif reason == "uses":
+            self._recycled_uses += 1
+        log = logger.warning if reason in ("dead", "reset_failed", "error") else logger.debug
+        log("pool %r: closing a connection (%s)", self.name, reason)
+        self._close_raw(rec.conn)
+        if reason == "uses" and self._listeners.connection_recycled:
+            self._listeners.fire("connection_recycled", rec.conn, reason)
+        if self._listeners.connection_disposed:
+            self._listeners.fire("connection_disposed", rec.conn, reason)
+
+    def _close_raw(self, conn: Any) -> None:
+        self._connections_closed += 1
+        if self.reset_timeout is None:
+            self._safe_close(conn, quiet=True)
+            return
+        timer = _green.Timeout(self.reset_timeout)
+        try:
+            self._safe_close(conn, quiet=True)
+        except _green.Timeout as exc:
+            if exc is not timer:
+                raise
+            logger.warning("pool %r: close() did not finish; abandoned", self.name)
+        finally:
+            timer.cancel()
+
+    def _unwrap_connection(self, conn: Any) -> Any:
+        """The raw connection inside *conn*, or None for junk.
+
+        Anything with a ``_base`` attribute is unwrapped (duck typing, as
+        eventlet); a pooled wrapper is emptied, and its slot stays taken until
+        the wrapper is put back.
+        """
+        try:
+            if not conn:
+                return None
+            base = conn._base
+        except AttributeError:
+            return None
+        try:
+            conn._destroy()
+        except AttributeError:
+            pass
+        return base
+
+    def _safe_close(self, conn: Any, quiet: bool = False) -> None:
+        """Close *conn*, swallowing ordinary errors (KeyboardInterrupt passes)."""
+        try:
+            conn.close()
+        except AttributeError:
+            pass  # None, or junk
+        except Exception as exc:
+            if not quiet:
+                logger.warning(
+                    "pool %r: connection close() raised %s", self.name, _describe(exc)
+                )
+
+    def clear(self) -> None:
+        """Close every idle connection and forget it (``current_size`` drops)."""
+        items = list(self.free_items)
+        self.free_items.clear()
+        for rec in items:
+            self.current_size -= 1
+            self._discard(rec, "cleared")
+
+    def close(self) -> None:
+        """Close the pool.
+
+        Idle connections are closed now, lent ones when they come back;
+        waiters and later ``get()`` calls get :class:`PoolClosed`.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._checkin_special = True
+        while self._waiters:
+            self._hand_off(_CLOSED)
+        self.clear()
+        self._finalizer.detach()
+        _all_pools.discard(self)
+        logger.debug("pool %r closed", self.name)
+        self._listeners.fire("pool_disposed")
+
+    def __enter__(self) -> "BaseConnectionPool":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------
+    # leases
+    def item(self, cleanup: Any = _MISSING) -> _Lease:
+        """Context manager: check out a connection, return it on exit."""
+        return _Lease(self, cleanup, _DEFAULT)
+
+    def connection(self, timeout: Any = _DEFAULT, cleanup: Any = _MISSING) -> _Lease:
+        """``with pool.connection() as conn:`` -- the idiomatic lease.
+
+        With ``reentrant=True``, a nested ``connection()`` in the same green
+        thread gets the same connection, returned when the outermost block
+        ends.  An error that means the connection died discards it.
+        """
+        return _Lease(self, cleanup, timeout)
+
+    def execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(conn, *args, **kwargs)`` on a pooled connection.
+
+        With ``max_retries=N``, when *fn* fails because the connection died,
+        the connection is discarded and *fn* runs again on another one, up
+        to N times; then :class:`MaximumRetryException` is raised with the
+        last error chained.  Only for idempotent work.
+        """
+        attempts = 0
+        while True:
+            conn = self._checkout(True, _DEFAULT, 2)
+            try:
+                result = fn(conn, *args, **kwargs)
+            except BaseException as exc:
+                dead = isinstance(exc, Exception) and self.is_disconnect(
+                    exc, conn._record.conn if conn._record is not None else None
+                )
+                if dead and conn._record is not None:
+                    conn._record.broken = True
+                elif not isinstance(exc, Exception) and conn._record is not None:
+                    conn._record.broken = True
+                self.put(conn)
+                if not dead:
+                    raise
+                attempts += 1
+                if attempts > self.max_retries:
+                    if self.max_retries == 0:
+                        raise
+                    raise MaximumRetryException(
+                        "pool %r: gave up after %d attempts: %s"
+                        % (self.name, attempts, _describe(exc)),
+                        self.name,
+                        attempts,
+                    ) from exc
+                logger.warning(
+                    "pool %r: connection died in execute(); retry %d of %d",
+                    self.name,
+                    attempts,
+                    self.max_retries,
+                )
+                continue
+            self.put(conn)
+            return result
+
+    # ------------------------------------------------------------------
+    # resizing
+    def resize(
+        self,
+        new_size: int | None = None,
+        *,
+        min_size: int | None = None,
+        max_size: int | None = None,
+    ) -> None:
+        """Change the sizes at run time (``resize(n)`` sets ``max_size``).
+
+        Shrinking closes idle connections first and never takes one from a
+        holder: surplus lent connections are closed when they come back.
+        """
+        if new_size is not None:
+            if max_size is not None:
+                raise TypeError("give max_size once, positionally or by keyword")
+            max_size = new_size
+        new_max = self.max_size if max_size is None else check_int("max_size", max_size, 1)
+        new_min = self.min_size if min_size is None else check_int("min_size", min_size, 0)
+        if new_min > new_max:  # type: ignore[operator]
+            raise ConfigError(
+                "min_size (%r) must not be greater than max_size (%r)" % (new_min, new_max)
+            )
+        self.min_size, self.max_size = new_min, new_max
+        self._checkin_special = True  # until the next maintenance round
+        self._ensure_maintenance()
+        # Shrink: close idle connections beyond the new maximum, oldest first.
+        while self.current_size > self.max_size and self.free_items:  # type: ignore[operator]
+            rec = self.free_items.pop()
+            self.current_size -= 1
+            self._discard(rec, "resize")
+        # Grow: let waiters open connections in the new room.
+        while self._waiters and self.current_size < self.max_size:  # type: ignore[operator]
+            self.current_size += 1
+            self._hand_off(None)
+        if self.current_size < self.min_size:  # type: ignore[operator]
+            self._ensure_maintenance()
+
+    # ------------------------------------------------------------------
+    # dropped wrappers
+    def _reclaim_dropped(self, rec: _Record, has_conn: bool) -> None:
+        """Called from a wrapper's ``__del__``: no I/O, just schedule."""
+        self._dropped.append((rec, rec.where, has_conn))
+        try:
+            _green.call_soon_global(_green.spawn_n, self._process_dropped)
+        except Exception:  # interpreter shutdown
+            pass
+
+    def _process_dropped(self) -> None:
+        while self._dropped:
+            rec, where, has_conn = self._dropped.popleft()
+            self._leaks_reclaimed += 1
+            site = _format_site(where)
+            msg = (
+                "pool %r: a connection checked out at %s was dropped without "
+                "being returned; reclaimed" % (self.name, site)
+            )
+            if has_conn:
+                # Roll back whatever it was doing, exactly as a put() would.
+                self._checkin(rec, _MISSING)
+            else:
+                self._forget(rec)
+                self._release_slot()
+            logger.warning(msg)
+            try:
+                warnings.warn(msg, ConnectionLeakWarning, stacklevel=1)
+            except Warning:
+                # Warnings turned into errors must not kill the reclaimer.
+                pass
+
+    # ------------------------------------------------------------------
+    # background maintenance
+    def _ensure_maintenance(self) -> None:
+        if self._maintenance is None and not self._closed:
+            self._maintenance = _green.spawn_n(_maintenance_loop, weakref.ref(self))
+
+    def _maintain(self) -> float | None:
+        """One round of background work; returns the delay to the next one."""
+        if self._closed:
+            self._maintenance = None
+            return None
+        self._update_checkin_special()
+        now = monotonic()
+        next_due = now + 1.0
+        # Expire idle connections (max_idle / max_age), least recently used first.
+        if self.free_items:
+            keep: deque[_Record] = deque()
+            expired: list[tuple[_Record, str]] = []
+            for rec in self.free_items:
+                reason = self._expired(rec, now)
+                if reason is None:
+                    keep.append(rec)
+                else:
+                    expired.append((rec, reason))
+            if expired:
+                self.free_items.clear()
+                self.free_items.extend(keep)
+                for rec, reason in expired:
+                    self.current_size -= 1
+                    self._discard(rec, reason)
+            for rec in self.free_items:
+                due = rec.expires_at
+                if self.max_idle is not None:
+                    due = min(due, rec.last_used + self.max_idle)
+                next_due = min(next_due, due)
+        # Keep-alive pings of idle connections.
+        if self.keepalive is not None:
+            stale = [
+                rec for rec in self.free_items if now - max(rec.last_used, rec.pinged_at) >= self.keepalive
+            ]
+            for rec in stale:
+                try:
+                    self.free_items.remove(rec)
+                except ValueError:
+                    continue  # taken meanwhile
+                if self._validate(rec, None):
+                    if not self._hand_off(rec):
+                        self.free_items.append(rec)
+                else:
+                    self._release_slot()
+            next_due = min(next_due, now + self.keepalive)
+        # Leak warnings.
+        if self._in_use is not None and self.leak_timeout is not None:
+            for rec in list(self._in_use):
+                held = now - rec.checkout_at
+                if held >= self.leak_timeout and not rec.leak_warned:
+                    rec.leak_warned = True
+                    self._leaks_reported += 1
+                    stack = "".join(traceback.format_list(rec.stack or []))
+                    logger.warning(
+                        "pool %r: a connection has been checked out for %.1fs "
+                        "(leak_timeout=%gs); checked out at:\n%s",
+                        self.name,
+                        held,
+                        self.leak_timeout,
+                        stack,
+                    )
+                elif not rec.leak_warned:
+                    next_due = min(next_due, rec.checkout_at + self.leak_timeout)
+        # Refill to min_size, with backoff after failures.
+        if (
+            self.current_size < self.min_size  # type: ignore[operator]
+            and not self._waiters
+            and now >= self._next_refill
+        ):
+            self.current_size += 1
+            try:
+                rec = self._open(None)
+            except Exception:
+                self._release_slot()
+                delay = self._backoff.next_delay()
+                self._next_refill = monotonic() + delay
+                next_due = min(next_due, self._next_refill)
+            else:
+                self._return_record(rec)
+                next_due = now  # go on filling
+        if self.current_size == 0 and self.min_size == 0 and not self._dropped:
+            self._maintenance = None
+            return None
+        return max(0.005, min(next_due - monotonic(), 1.0))
+
+    # ------------------------------------------------------------------
+    # fork safety
+    def _after_fork_in_child(self) -> None:
+        for rec in self.free_items:
+            _orphan(rec)
+        self.free_items.clear()
+        self.current_size = 0
+        self._opening = 0
+        self._waiters.clear()
+        self._leases.clear()
+        if self._in_use is not None:
+            self._in_use.clear()
+        self._maintenance = None
+        if self.min_size:
+            self._ensure_maintenance()
+
+
+def _orphan(rec: _Record) -> None:
+    """Keep a parent's connection away from the child for good.
+
+    Its socket descriptor is pointed at /dev/null so that nothing the child
+    does, not even the driver's own finaliser, can reach the parent's
+    session; the object is kept referenced so it is never finalised.
+    """
+    conn = rec.conn
+    fd = None
+    for getter in (
+        lambda c: c.fileno(),
+        lambda c: c._sock.fileno(),
+        lambda c: c._obj.fileno(),
+    ):
+        try:
+            fd = getter(conn)
+            if isinstance(fd, int) and fd >= 0:
+                break
+            fd = None
+        except Exception:
+            fd = None
+    if fd is not None:
+        try:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            try:
+                os.dup2(devnull, fd)
+            finally:
+                os.close(devnull)
+        except OSError:
+            pass
+    _inherited.append(rec)
+
+
+def _after_fork_in_child() -> None:
+    global _fork_generation
+    _fork_generation += 1
+    for pool in list(_all_pools):
+        try:
+            pool._after_fork_in_child()
+        except Exception:  # pragma: no cover - never let a fork fail
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _format_site(code: Any) -> str:
+    if code is None:
+        return "an unknown place"
+    return "%s() in %s (function starting at line %d)" % (
+        code.co_name,
+        code.co_filename,
+        code.co_firstlineno,
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    """One line about *exc*, safe to log: type and message, secrets removed."""
+    from .secrets import redact
+
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return "%s: %s" % (type(exc).__name__, redact(first)) if first else type(exc).__name__

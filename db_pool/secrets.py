@@ -1,0 +1,33 @@
+"""Keeping passwords out of reprs, logs and error messages."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable
+
+__all__ = ["redact", "SENSITIVE_KEYS", "safe_kwargs"]
+
+#: Connect keywords whose values are never shown.
+SENSITIVE_KEYS = frozenset({"password", "passwd", "pass", "pwd", "dsn", "ssl", "sslkey", "sslpassword", "secret"})
+
+_PATTERNS = (
+    # key=value in libpq DSNs and similar (password=secret, passwd='x y')
+    re.compile(r"(?i)\b(password|passwd|pwd|sslpassword)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)"),
+    # URLs: scheme://user:secret@host
+    re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)([^@\s]*)(@)"),
+)
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """*text* with passwords (and the literal *secrets*) replaced by ``***``."""
+    text = _PATTERNS[0].sub(lambda m: "%s=***" % m.group(1), text)
+    text = _PATTERNS[1].sub(lambda m: "%s***%s" % (m.group(1), m.group(3)), text)
+    for secret in secrets:
+        if secret and len(secret) >= 3:
+            text = text.replace(secret, "***")
+    return text
+
+
+def safe_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A copy of connect keywords fit for display: secrets masked."""
+    return {k: ("***" if k.lower() in SENSITIVE_KEYS else v) for k, v in kwargs.items()}
