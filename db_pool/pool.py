@@ -389,6 +389,9 @@ class BaseConnectionPool:
         self._dropped: deque[tuple[_Record, Any, bool]] = deque()
         self._maintenance: Any = None
         self._next_refill = 0.0
+        self._connect_error: Exception | None = None
+        self._retry_at = 0.0
+        self._probing = False
         self._close_on_return = self.max_idle == 0 or self.max_age == 0
         self._use_pre_ping = pre_ping or check is not None
         self._listeners = Listeners(self.name, listeners)
@@ -441,6 +444,7 @@ class BaseConnectionPool:
         "connections_opened",
         "connections_closed",
         "connect_failures",
+        "connect_failures_fast",
         "connect_time_total",
         "discarded_dead",
         "discarded_reset_failed",
@@ -466,6 +470,7 @@ class BaseConnectionPool:
         self._connections_opened = 0
         self._connections_closed = 0
         self._connect_failures = 0
+        self._connect_failures_fast = 0
         self._connect_time_total = 0.0
         self._discarded_dead = 0
         self._discarded_reset_failed = 0
@@ -596,9 +601,12 @@ class BaseConnectionPool:
             timeout = self.pool_timeout
         elif timeout is not None:
             timeout = check_number("timeout", timeout)
+        # *deadline* bounds the whole checkout; a non-blocking get (or a
+        # timeout of 0) never waits in line, but may still open a connection
+        # within connect_timeout.
+        deadline = None if not timeout else start + timeout
         if not block:
             timeout = 0
-        deadline = None if timeout is None else start + timeout
         waited = False
         if rec is not None and self._closed:
             self.free_items.appendleft(rec)
@@ -667,7 +675,7 @@ class BaseConnectionPool:
 
     def _wait(self, deadline: float | None, timeout: Any) -> Any:
         """Queue up for a slot; return a record, or None (a slot to open)."""
-        if deadline is not None and deadline <= monotonic():
+        if timeout == 0 or (deadline is not None and deadline <= monotonic()):
             self._timeouts += 1
             raise PoolTimeout(
                 "pool %r: no connection available (max_size=%d, all in use)"
@@ -782,7 +790,21 @@ class BaseConnectionPool:
         raise NotImplementedError("use RawConnectionPool or TpooledConnectionPool")
 
     def _open(self, deadline: float | None) -> _Record:
-        """Open a connection for a slot the caller holds."""
+        """Open a connection for a slot the caller holds.
+
+        After a failed connect the database is presumed down: until a retry
+        time (exponential backoff with jitter) callers are not let through
+        to connect again, and while one caller probes, the others are not
+        either.  They get the last connect error at once instead -- the same
+        exception class the driver raised -- so an outage makes no stampede
+        of connects and no caller waits for an answer that will not come.
+        """
+        error = self._connect_error
+        if error is not None and self._servers is None:
+            if self._probing or monotonic() < self._retry_at:
+                self._connect_failures_fast += 1
+                raise error.with_traceback(None)
+            self._probing = True
         self._opening += 1
         start = monotonic()
         timer = None
@@ -808,6 +830,11 @@ class BaseConnectionPool:
         except BaseException as exc:
             self._opening -= 1
             self._connect_failures += 1
+            self._probing = False
+            if isinstance(exc, Exception) and exc is not timer:
+                # The database (not the caller's deadline) failed us.
+                self._connect_error = exc
+                self._retry_at = monotonic() + self._backoff.next_delay()
             if exc is timer:
                 self._timeouts += 1
                 err: BaseException = PoolTimeout(
@@ -824,6 +851,10 @@ class BaseConnectionPool:
                 self._listeners.fire("connection_failed", error=exc)
             raise
         self._opening -= 1
+        self._probing = False
+        if self._connect_error is not None:
+            logger.warning("pool %r: the database answers again", self.name)
+            self._connect_error = None
         server = None
         if isinstance(created, tuple) and len(created) == 3:
             _, _, conn = created
@@ -1076,7 +1107,7 @@ class BaseConnectionPool:
     def _note_error(self, wrapper: Any, exc: BaseException) -> None:
         """An error left a ``with`` block: if it means a dead connection, mark it."""
         rec = getattr(wrapper, "_record", None)
-        if rec is None:
+        if rec is None or rec.__class__ is _Detached:
             return
         if self.is_disconnect(exc, rec.conn):
             rec.broken = True
@@ -1412,8 +1443,7 @@ class BaseConnectionPool:
                 rec = self._open(None)
             except Exception:
                 self._release_slot()
-                delay = self._backoff.next_delay()
-                self._next_refill = monotonic() + delay
+                self._next_refill = max(self._retry_at, monotonic() + 0.01)
                 next_due = min(next_due, self._next_refill)
             else:
                 self._return_record(rec)
