@@ -1,0 +1,113 @@
+"""B2: contention -- many green threads, few connections.
+
+Every green thread runs *cycles* times: get(), ``sleep(0)`` while holding,
+put().  Each get() call takes an arrival number when it is made; the order in
+which get() calls return is recorded.  A checkout *overtakes* when it returns
+while a get() call that arrived earlier is still waiting: a newcomer barging
+ahead of the queue, or a waiter woken out of turn.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Sequence
+
+import eventlet
+
+from . import fakedb
+from .candidates import Candidate, Driver
+from .harness import clock, median, percentile, rotations, settle
+
+SLOTS = 10
+TITLE = "B2  contention, fake driver, sleep(0) while holding"
+
+
+def overtakes(completions: Sequence[int]) -> int:
+    """Count checkouts that completed before an earlier-arrived get() call.
+
+    *completions* lists arrival numbers (0..n-1, each once) in the order the
+    get() calls returned.  Arrival numbers are handed out in call order, so
+    every number below a checkout's own belongs to a call already made; if
+    the smallest one not yet completed is below it, that call was waiting.
+    """
+    done = bytearray(len(completions))
+    oldest_waiting = 0
+    count = 0
+    for arrival in completions:
+        if oldest_waiting < arrival:
+            count += 1
+        done[arrival] = 1
+        while oldest_waiting < len(done) and done[oldest_waiting]:
+            oldest_waiting += 1
+    return count
+
+
+def contend(opened: Any, threads: int, cycles: int) -> dict[str, float]:
+    get, put = opened.get, opened.put
+    sleep = eventlet.sleep
+    arrivals = itertools.count()
+    completions: list[int] = []
+    waits: list[float] = []
+
+    def worker() -> None:
+        for _ in range(cycles):
+            arrival = next(arrivals)
+            t0 = clock()
+            conn = get()
+            # No switch can happen between get() returning and these two
+            # appends, so the recorded order is the real completion order.
+            waits.append(clock() - t0)
+            completions.append(arrival)
+            sleep(0)
+            put(conn)
+
+    t0 = clock()
+    workers = [eventlet.spawn(worker) for _ in range(threads)]
+    for gt in workers:
+        gt.wait()
+    elapsed = clock() - t0
+    waits.sort()
+    total = threads * cycles
+    return {
+        "throughput": total / elapsed,
+        "wait_p50_ms": percentile(waits, 50) * 1e3,
+        "wait_p99_ms": percentile(waits, 99) * 1e3,
+        "wait_max_ms": waits[-1] * 1e3,
+        "overtake_pct": 100.0 * overtakes(completions) / total,
+    }
+
+
+METRICS = ("throughput", "wait_p50_ms", "wait_p99_ms", "wait_max_ms", "overtake_pct")
+
+
+def run(candidates: list[Candidate], quick: bool) -> dict[str, Any]:
+    threads, cycles, rounds = (300, 30, 2) if quick else (1000, 100, 3)
+    driver = Driver("fake", fakedb)
+    candidates = [c for c in candidates if c.blocking]
+    for cand in candidates:  # warm-up, untimed
+        opened = cand.open(SLOTS, driver)
+        contend(opened, 50, 5)
+        opened.close()
+
+    samples: dict[str, list[dict[str, float]]] = {c.key: [] for c in candidates}
+    for _, cand in rotations(candidates, rounds):
+        opened = cand.open(SLOTS, driver)
+        settle()
+        samples[cand.key].append(contend(opened, threads, cycles))
+        opened.close()
+
+    rows = []
+    for c in candidates:
+        row: dict[str, Any] = {"key": c.key, "label": c.label}
+        for metric in METRICS:
+            row[metric] = median([s[metric] for s in samples[c.key]])
+        row["samples"] = samples[c.key]
+        rows.append(row)
+    return {
+        "title": TITLE,
+        "threads": threads,
+        "cycles": cycles,
+        "slots": SLOTS,
+        "rounds": rounds,
+        "rows": rows,
+    }

@@ -1,0 +1,76 @@
+"""Measuring helpers shared by the benchmarks: clocks, rounds, medians, RSS."""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from itertools import repeat
+from typing import Callable, Iterator, Sequence, TypeVar
+
+T = TypeVar("T")
+
+clock = time.perf_counter
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process, read from ``/proc/self/statm``."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * _PAGE
+
+
+def median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    n = len(ordered)
+    if not n:
+        return float("nan")
+    mid = n // 2
+    return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def percentile(ordered: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile of an already sorted sequence."""
+    if not ordered:
+        return float("nan")
+    rank = max(1, -(-len(ordered) * p // 100))
+    return ordered[int(rank) - 1]
+
+
+def rotations(items: Sequence[T], rounds: int) -> Iterator[tuple[int, T]]:
+    """Yield ``(round, item)``, every item once per round, in rotated order.
+
+    Rotating the order spreads slow drift (CPU frequency, a neighbour's load,
+    the database's caches warming) over all items instead of charging it to
+    whichever happens to run last.
+    """
+    n = len(items)
+    for r in range(rounds):
+        for i in range(n):
+            yield r, items[(i + r) % n]
+
+
+def settle() -> None:
+    """Collect garbage so that one measurement does not pay for the last."""
+    gc.collect()
+
+
+def cycle_loop(get: Callable[[], T], put: Callable[[T], object], n: int) -> float:
+    """Time *n* checkout + checkin cycles in the calling green thread."""
+    t0 = clock()
+    for _ in repeat(None, n):
+        put(get())
+    return clock() - t0
+
+
+def calibrate(
+    get: Callable[[], T], put: Callable[[T], object], seconds: float
+) -> int:
+    """Warm a pool up and return how many cycles take about *seconds*."""
+    n = 64
+    while True:
+        elapsed = cycle_loop(get, put, n)
+        if elapsed >= 0.02:
+            return max(1000, int(n * seconds / elapsed))
+        n *= 4
