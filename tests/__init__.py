@@ -1,1 +1,4 @@
-"""db_pool test suite; shared helpers live in conftest.py, fakedb.py, proxy.py and dbutil.py."""
+"""db_pool's test suite.
+
+Shared helpers: conftest.py (fixtures), fakedb.py, proxy.py and dbutil.py.
+"""

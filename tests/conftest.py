@@ -115,7 +115,7 @@ def _describe(kwargs):
     )
 
 
-# -- connection settings from the environment --------------------------------------
+# -- connection settings from the environment ---------------------------------
 
 
 def _parse_keywords(text):
@@ -168,7 +168,11 @@ def mysql_connect_kwargs():
     both drivers accept these (PyMySQL warns on ``db`` and ``passwd``).
     """
     kwargs = _parse(os.environ.get("DB_POOL_MYSQL") or DEFAULT_MYSQL)
-    for old, new in (("db", "database"), ("dbname", "database"), ("passwd", "password")):
+    for old, new in (
+        ("db", "database"),
+        ("dbname", "database"),
+        ("passwd", "password"),
+    ):
         if old in kwargs:
             kwargs.setdefault(new, kwargs.pop(old))
     if "port" in kwargs:
@@ -189,7 +193,7 @@ def pg_dsn_string(kwargs):
     return " ".join("%s=%s" % (key, quote(value)) for key, value in kwargs.items())
 
 
-# -- reachability ---------------------------------------------------------------------
+# -- reachability -------------------------------------------------------------
 
 _probe_cache = {}
 
@@ -274,11 +278,13 @@ def require_mysql():
     kwargs = mysql_connect_kwargs()
     reason = mysql_unreachable_reason(kwargs)
     if reason:
-        missing_database("MariaDB not reachable at %s: %s" % (_describe(kwargs), reason))
+        missing_database(
+            "MariaDB not reachable at %s: %s" % (_describe(kwargs), reason)
+        )
     return kwargs
 
 
-# -- fixtures ---------------------------------------------------------------------------
+# -- fixtures -----------------------------------------------------------------
 
 
 @pytest.fixture
@@ -353,7 +359,9 @@ def fake_db_status():
 @pytest.fixture
 def pg_proxy(pg_kwargs):
     """A started :class:`tests.proxy.Proxy` in front of PostgreSQL."""
-    with _proxy.Proxy(pg_kwargs.get("host", "127.0.0.1"), pg_kwargs.get("port", 5432)) as p:
+    with _proxy.Proxy(
+        pg_kwargs.get("host", "127.0.0.1"), pg_kwargs.get("port", 5432)
+    ) as p:
         yield p
 
 
@@ -379,7 +387,7 @@ def closed_port():
     return _proxy.closed_port()
 
 
-# -- markers and the "real databases required" rule ---------------------------------------
+# -- markers and the "real databases required" rule ---------------------------
 
 _AUTO_MARKERS = {"realdb": "realdb", "isolated": "isolated"}
 
@@ -441,4 +449,6 @@ def pytest_make_collect_report(collector):
         and _top_dir(getattr(collector, "path", "")) == "realdb"
     ):
         report.outcome = "failed"
-        report.longrepr = _required_message("realdb module %s" % collector.nodeid, report)
+        report.longrepr = _required_message(
+            "realdb module %s" % collector.nodeid, report
+        )

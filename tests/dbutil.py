@@ -153,8 +153,10 @@ class PgAdmin:
         wait_for(
             lambda: self.count(application_name) == expected,
             timeout,
-            message=lambda: "expected %d PostgreSQL sessions named %r, found %d"
-            % (expected, application_name, self.count(application_name)),
+            message=lambda: (
+                "expected %d PostgreSQL sessions named %r, found %d"
+                % (expected, application_name, self.count(application_name))
+            ),
         )
 
     def close(self):
@@ -167,7 +169,7 @@ class PgAdmin:
         self.close()
 
 
-# -- MariaDB / MySQL ------------------------------------------------------------
+# -- MariaDB / MySQL ----------------------------------------------------------
 
 
 def mysql_connection_id(conn):
@@ -252,8 +254,10 @@ class MysqlAdmin:
         wait_for(
             lambda: self.count(ids) == expected,
             timeout,
-            message=lambda: "expected %d of MariaDB connections %r alive, found %d"
-            % (expected, sorted(ids), self.count(ids)),
+            message=lambda: (
+                "expected %d of MariaDB connections %r alive, found %d"
+                % (expected, sorted(ids), self.count(ids))
+            ),
         )
 
     def close(self):

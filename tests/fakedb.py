@@ -57,7 +57,7 @@ __all__ = [
 ]
 
 
-# -- the DB-API 2 exception hierarchy ------------------------------------
+# -- the DB-API 2 exception hierarchy -----------------------------------------
 
 
 class Warning(Exception):  # noqa: A001 - the DB-API name
@@ -100,7 +100,7 @@ class NotSupportedError(DatabaseError):
     pass
 
 
-# -- green-or-threaded waiting -------------------------------------------
+# -- green-or-threaded waiting ------------------------------------------------
 
 
 def _in_main_thread():
@@ -142,7 +142,7 @@ def _raise(error):
     raise error
 
 
-# -- cursors and connections ---------------------------------------------
+# -- cursors and connections --------------------------------------------------
 
 
 class FakeCursor:
@@ -267,7 +267,7 @@ class FakeConnection:
         self._hang = False
         self._gate = _Gate()
 
-    # -- test controls -----------------------------------------------------
+    # -- test controls --------------------------------------------------------
 
     @property
     def transaction_open(self):
@@ -294,7 +294,7 @@ class FakeConnection:
         """Make the connection dead, as if the server dropped it."""
         self.dead = True
 
-    # -- DB-API ------------------------------------------------------------
+    # -- DB-API ---------------------------------------------------------------
 
     def _check(self):
         if self.closed:
@@ -388,7 +388,7 @@ _CONNECTION_CLASSES = {
 }
 
 
-# -- the driver module -----------------------------------------------------
+# -- the driver module --------------------------------------------------------
 
 
 class FakeDB:
@@ -462,7 +462,7 @@ class FakeDB:
         self.down = down
         self.hang = hang
 
-    # -- knobs ---------------------------------------------------------------
+    # -- knobs ----------------------------------------------------------------
 
     @property
     def down(self):
@@ -502,7 +502,7 @@ class FakeDB:
         for conn in self.open_connections():
             conn.kill()
 
-    # -- introspection -------------------------------------------------------
+    # -- introspection --------------------------------------------------------
 
     @property
     def open_count(self):
@@ -514,7 +514,7 @@ class FakeDB:
         with self._lock:
             return [c for c in self.connections if not c.closed]
 
-    # -- DB-API ----------------------------------------------------------------
+    # -- DB-API ---------------------------------------------------------------
 
     def connect(self, *args, **kwargs):
         with self._lock:

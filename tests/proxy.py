@@ -137,7 +137,7 @@ class Proxy:
         self._running = False
         self._stopped = False
 
-    # -- public API --------------------------------------------------------
+    # -- public API -----------------------------------------------------------
 
     def start(self):
         """Start listening and forwarding; return the listening port."""
@@ -234,7 +234,7 @@ class Proxy:
             self.connection_count,
         )
 
-    # -- commands ----------------------------------------------------------
+    # -- commands -------------------------------------------------------------
 
     def _command(self, name, *args):
         if self._stopped:
@@ -298,7 +298,7 @@ class Proxy:
         self._listener = sock
         self.port = sock.getsockname()[1]
 
-    # -- the proxy thread --------------------------------------------------
+    # -- the proxy thread -----------------------------------------------------
 
     def _run(self):
         try:

@@ -31,18 +31,20 @@ from tests.fakedb import (
     InterfaceError,
     OperationalError,
 )
-from tests.proxy import Blackhole, Proxy, _socket, _threading, closed_port
+from tests.proxy import Proxy, _socket, _threading, closed_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-# -- packaging, README and CI ------------------------------------------------------
+# -- packaging, README and CI -------------------------------------------------
 
 
 def readme_commands():
     """The commands of the first code block of README.rst."""
     text = (ROOT / "README.rst").read_text()
-    match = re.search(r"^\.\. code-block:: (?:sh|console|bash)\n\n((?:    .*\n|\n)+)", text, re.M)
+    match = re.search(
+        r"^\.\. code-block:: (?:sh|console|bash)\n\n((?:    .*\n|\n)+)", text, re.M
+    )
     assert match, "README.rst must open with a code block of set-up commands"
     return [line.strip() for line in match.group(1).splitlines() if line.strip()]
 
@@ -75,7 +77,9 @@ def test_readme_sections_and_no_placeholders():
         "Benchmarks",
         "Migration from eventlet.db_pool",
     ):
-        assert re.search(r"^%s\n[=\-~^]{%d,}$" % (re.escape(title), len(title)), text, re.M), title
+        assert re.search(
+            r"^%s\n[=\-~^]{%d,}$" % (re.escape(title), len(title)), text, re.M
+        ), title
     assert "TODO" not in text
     assert "libmariadb-dev" in text and "pkg-config" in text
 
@@ -113,21 +117,21 @@ def test_tox_passes_database_settings_through():
     assert cfg["testenv"]["extras"].strip() == "test"
 
 
-# -- warnings ----------------------------------------------------------------------------
+# -- warnings -----------------------------------------------------------------
 
 
 def test_eventlet_deprecation_warning_is_ignored_by_class():
-    warnings.warn("again", eventlet.EventletDeprecationWarning)  # no error
+    warnings.warn("again", eventlet.EventletDeprecationWarning, stacklevel=1)
 
 
 def test_other_warnings_are_errors():
     with pytest.raises(UserWarning):
-        warnings.warn("boom", UserWarning)
+        warnings.warn("boom", UserWarning, stacklevel=1)
     with pytest.raises(DeprecationWarning):
-        warnings.warn("old", DeprecationWarning)
+        warnings.warn("old", DeprecationWarning, stacklevel=1)
 
 
-# -- the realdb skip rule (checked in a child pytest) ----------------------------------------
+# -- the realdb skip rule (checked in a child pytest) -------------------------
 
 PROBE = os.environ.get("DB_POOL_INFRA_PROBE") == "1"
 
@@ -182,7 +186,7 @@ def test_skipped_realdb_test_is_a_skip_otherwise():
     assert "1 skipped" in out and "1 xfailed" in out, out
 
 
-# -- connection settings -----------------------------------------------------------------------
+# -- connection settings ------------------------------------------------------
 
 
 def test_default_connection_settings(monkeypatch):
@@ -204,7 +208,9 @@ def test_default_connection_settings(monkeypatch):
 
 
 def test_connection_settings_from_urls(monkeypatch):
-    monkeypatch.setenv("DB_POOL_PG_DSN", "postgresql://bob:s%40cret@db1:6432/app?sslmode=disable")
+    monkeypatch.setenv(
+        "DB_POOL_PG_DSN", "postgresql://bob:s%40cret@db1:6432/app?sslmode=disable"
+    )
     monkeypatch.setenv("DB_POOL_MYSQL", "mysql://alice:pw@db2:3307/shop")
     assert pg_connect_kwargs() == {
         "host": "db1",
@@ -243,7 +249,7 @@ def test_unique_name(unique_name):
     assert len({make_unique_name() for _ in range(3)} | {unique_name}) == 4
 
 
-# -- fakedb --------------------------------------------------------------------------------------
+# -- fakedb -------------------------------------------------------------------
 
 
 def test_fakedb_looks_like_a_driver_module(fake_db):
@@ -458,7 +464,7 @@ def test_fakeconnection_dead_and_closed(fake_db):
     assert "closed" in repr(other)
 
 
-# -- proxy (against a local echo server) --------------------------------------------------------
+# -- proxy (against a local echo server) --------------------------------------
 
 
 class EchoServer:
@@ -658,14 +664,14 @@ def test_proxy_works_from_green_threads(echo_proxy):
     assert [gt.wait() for gt in threads] == [b"ping"] * 5
 
 
-# -- proxy and dbutil against the real databases ---------------------------------------------------
+# -- proxy and dbutil against the real databases ------------------------------
 
 
 @pytest.fixture
 def blocking_psycopg2():
     """psycopg2 with no wait callback (some tests make it green globally)."""
     psycopg2 = pytest.importorskip("psycopg2")
-    import psycopg2.extensions
+    pytest.importorskip("psycopg2.extensions")
 
     saved = psycopg2.extensions.get_wait_callback()
     psycopg2.extensions.set_wait_callback(None)
@@ -763,7 +769,9 @@ def test_proxy_with_mariadb(mysql_kwargs, mysql_proxy):
 
 
 @pytest.mark.realdb
-def test_blackhole_makes_driver_connects_time_out(blackhole, pg_kwargs, blocking_psycopg2):
+def test_blackhole_makes_driver_connects_time_out(
+    blackhole, pg_kwargs, blocking_psycopg2
+):
     kwargs = dict(pg_kwargs, host="127.0.0.1", port=blackhole.port, connect_timeout=2)
     start = time.monotonic()
     with pytest.raises(blocking_psycopg2.OperationalError):
@@ -772,7 +780,9 @@ def test_blackhole_makes_driver_connects_time_out(blackhole, pg_kwargs, blocking
 
 
 @pytest.mark.realdb
-def test_pg_admin_counts_and_terminates(pg_kwargs, pg_admin, unique_name, blocking_psycopg2):
+def test_pg_admin_counts_and_terminates(
+    pg_kwargs, pg_admin, unique_name, blocking_psycopg2
+):
     psycopg2 = blocking_psycopg2
     conns = [
         psycopg2.connect(application_name=unique_name, **pg_kwargs) for _ in range(2)
