@@ -785,7 +785,7 @@ class BaseConnectionPool:
 
     @classmethod
     def connect(
-        cls, db_module: Any, connect_timeout: float | None, *args: Any, **kw: Any
+        cls, db_module: Any, connect_timeout: float | None, /, *args: Any, **kw: Any
     ) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError("use RawConnectionPool or TpooledConnectionPool")
 

@@ -11,8 +11,14 @@ from .pool import BaseConnectionPool
 __all__ = ["RawConnectionPool", "TpooledConnectionPool", "ConnectionPool"]
 
 
-def _timed_connect(func: Any, connect_timeout: float | None, *args: Any, **kw: Any) -> Any:
-    """Run *func* under a green timeout that raises ConnectTimeout."""
+def _timed_connect(
+    func: Any, connect_timeout: float | None, /, *args: Any, **kw: Any
+) -> Any:
+    """Run *func* under a green timeout that raises ConnectTimeout.
+
+    Positional-only, like ``connect()``: the driver's own ``connect_timeout``
+    keyword (psycopg2, MySQLdb) must be able to travel in *kw*.
+    """
     if not connect_timeout:
         return func(*args, **kw)
     timer = _green.Timeout(connect_timeout)
@@ -40,7 +46,7 @@ class RawConnectionPool(BaseConnectionPool):
 
     @classmethod
     def connect(
-        cls, db_module: Any, connect_timeout: float | None, *args: Any, **kw: Any
+        cls, db_module: Any, connect_timeout: float | None, /, *args: Any, **kw: Any
     ) -> Any:
         """Open a connection with ``db_module.connect(*args, **kw)``."""
         return _timed_connect(db_module.connect, connect_timeout, *args, **kw)
@@ -65,7 +71,7 @@ class TpooledConnectionPool(BaseConnectionPool):
 
     @classmethod
     def connect(
-        cls, db_module: Any, connect_timeout: float | None, *args: Any, **kw: Any
+        cls, db_module: Any, connect_timeout: float | None, /, *args: Any, **kw: Any
     ) -> Any:
         """Open a connection in an OS thread; returns a ``tpool.Proxy``."""
         tpool = _green.tpool
