@@ -18,7 +18,8 @@ Fixtures: ``pg_kwargs``, ``mysql_kwargs`` (connect keyword dicts),
 ``pg_dsn``, ``pg_admin``, ``mysql_admin`` (see ``tests/dbutil.py``),
 ``unique_name``, ``fake_db``, ``fake_db_status`` (see ``tests/fakedb.py``),
 ``pg_proxy``, ``mysql_proxy``, ``blackhole``, ``closed_port`` (see
-``tests/proxy.py``).
+``tests/proxy.py``), ``pgbouncer`` (a private PgBouncer, see
+``tests/dbutil.py``), ``run_python`` (code in a fresh interpreter).
 
 Markers ``realdb`` and ``isolated`` are added automatically to tests under
 ``tests/realdb/`` and ``tests/isolated/``.
@@ -29,6 +30,9 @@ from __future__ import annotations
 import itertools
 import os
 import shlex
+import subprocess
+import sys
+import textwrap
 import warnings
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -334,6 +338,20 @@ def make_unique_name():
 
 
 @pytest.fixture
+def pgbouncer(pg_kwargs):
+    """A started :class:`tests.dbutil.PgBouncer` (transaction pooling) in
+    front of PostgreSQL; connect with ``pgbouncer.kwargs``."""
+    try:
+        bouncer = dbutil.PgBouncer(pg_kwargs).start()
+    except RuntimeError as exc:
+        missing_database("PgBouncer unavailable: %s" % exc)
+    try:
+        yield bouncer
+    finally:
+        bouncer.stop()
+
+
+@pytest.fixture
 def unique_name():
     """A name unique to this test run: ``dbp_<pid>_<n>``.
 
@@ -385,6 +403,61 @@ def blackhole():
 def closed_port():
     """A loopback port with nothing listening."""
     return _proxy.closed_port()
+
+
+#: Runs first in every :func:`run_python` child: the same warning policy as
+#: the test run (every warning an error but eventlet's deprecation notice).
+ISOLATED_PRELUDE = """\
+import warnings
+warnings.simplefilter("error")
+with warnings.catch_warnings(record=True) as _caught:
+    warnings.simplefilter("always")
+    import eventlet
+_quiet = getattr(eventlet, "EventletDeprecationWarning", None)
+for _w in _caught:
+    if _quiet is None or not issubclass(_w.category, _quiet):
+        warnings.warn_explicit(_w.message, _w.category, _w.filename, _w.lineno)
+if _quiet is not None:
+    warnings.filterwarnings("ignore", category=_quiet)
+del _caught, _quiet
+"""
+
+
+def run_python(code, *, timeout=120, env=None, check=True):
+    """Run *code* in a fresh interpreter (for monkey-patching scenarios).
+
+    The child starts in the repository root with it on ``PYTHONPATH`` (so
+    ``db_pool`` and ``tests.*`` import) and runs :data:`ISOLATED_PRELUDE`
+    first.  Returns the ``subprocess.CompletedProcess``; with *check*, a
+    non-zero exit fails the test and shows the child's output.
+    """
+    child_env = dict(os.environ)
+    child_env.update(env or {})
+    root = str(TESTS_DIR.parent)
+    child_env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (root, child_env.get("PYTHONPATH")) if p
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", ISOLATED_PRELUDE + textwrap.dedent(code)],
+        cwd=root,
+        env=child_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        pytest.fail(
+            "child interpreter exited with %d\n--- stdout ---\n%s--- stderr ---\n%s"
+            % (result.returncode, result.stdout, result.stderr),
+            pytrace=False,
+        )
+    return result
+
+
+@pytest.fixture(name="run_python")
+def run_python_fixture():
+    """:func:`run_python`: run code in a fresh interpreter."""
+    return run_python
 
 
 # -- markers and the "real databases required" rule ---------------------------

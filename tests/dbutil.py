@@ -18,12 +18,21 @@ Only sessions the test itself opened are ever killed: PostgreSQL kills go by
 an application name that must start with ``dbp_`` (or by pids that must carry
 the given name); MariaDB kills go by ids the test collected.
 
+:class:`PgBouncer` runs a private PgBouncer (transaction pooling) in front
+of the test PostgreSQL server.
+
 Admin calls block the process for the length of one local query; call them
 from the test body, not from many green threads at once.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
 import time
 
 import eventlet
@@ -31,6 +40,7 @@ import eventlet
 __all__ = [
     "MysqlAdmin",
     "PgAdmin",
+    "PgBouncer",
     "mysql_connection_id",
     "pg_backend_pid",
     "wait_for",
@@ -268,3 +278,186 @@ class MysqlAdmin:
 
     def __exit__(self, *exc_info):
         self.close()
+
+
+# -- PgBouncer ----------------------------------------------------------------
+
+
+def _free_port():
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+    finally:
+        sock.close()
+
+
+class PgBouncer:
+    """A private PgBouncer in front of the test PostgreSQL server.
+
+    It listens on a free port of 127.0.0.1 (``.port``), serves one database
+    (the one in *pg_kwargs*) in *pool_mode* (``transaction`` by default) with
+    ``auth_type = trust``, and forwards to *target_host*:*target_port* (the
+    server in *pg_kwargs* unless given, e.g. a :class:`tests.proxy.Proxy` to
+    play a server outage behind the bouncer).
+
+    PgBouncer refuses to run as root, so as root it runs as the ``postgres``
+    user, with its files in a directory of /tmp owned by that user.  Only
+    the process started here (by its own pid file) is ever stopped.
+    """
+
+    def __init__(
+        self,
+        pg_kwargs,
+        *,
+        pool_mode="transaction",
+        default_pool_size=5,
+        max_client_conn=200,
+        target_host=None,
+        target_port=None,
+        extra_settings=None,
+    ):
+        self.binary = shutil.which("pgbouncer") or (
+            "/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None
+        )
+        if self.binary is None:
+            raise RuntimeError("pgbouncer is not installed (Debian package pgbouncer)")
+        self.pg_kwargs = dict(pg_kwargs)
+        self.dbname = self.pg_kwargs.get("dbname", "test")
+        self.user = self.pg_kwargs.get("user", "postgres")
+        self.host = "127.0.0.1"
+        self.port = _free_port()
+        self.pool_mode = pool_mode
+        self.target_host = target_host or self.pg_kwargs.get("host", "127.0.0.1")
+        self.target_port = target_port or self.pg_kwargs.get("port", 5432)
+        self.settings = {
+            "listen_addr": self.host,
+            "listen_port": self.port,
+            "auth_type": "trust",
+            "pool_mode": pool_mode,
+            "default_pool_size": default_pool_size,
+            "max_client_conn": max_client_conn,
+            "admin_users": self.user,
+            "stats_users": self.user,
+            "server_connect_timeout": 5,
+            "server_login_retry": 1,
+            # Drivers send these at start-up; let them through.
+            "ignore_startup_parameters": "extra_float_digits,options",
+        }
+        self.settings.update(extra_settings or {})
+        self.directory = None
+        self.pid = None
+
+    @property
+    def kwargs(self):
+        """psycopg2 connect keywords that reach PostgreSQL through PgBouncer."""
+        kwargs = dict(self.pg_kwargs, host=self.host, port=self.port)
+        kwargs.pop("password", None)
+        return kwargs
+
+    def _write(self, name, text):
+        path = os.path.join(self.directory, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def start(self, timeout=10.0):
+        """Start PgBouncer and wait until it accepts connections."""
+        self.directory = tempfile.mkdtemp(prefix="dbp_pgbouncer_")
+        self.ini = os.path.join(self.directory, "pgbouncer.ini")
+        self.log = os.path.join(self.directory, "pgbouncer.log")
+        self.pidfile = os.path.join(self.directory, "pgbouncer.pid")
+        auth = self._write("users.txt", '"%s" ""\n' % self.user)
+        lines = ["[databases]"]
+        lines.append(
+            "%s = host=%s port=%s dbname=%s"
+            % (self.dbname, self.target_host, self.target_port, self.dbname)
+        )
+        lines.append("[pgbouncer]")
+        settings = dict(
+            self.settings, auth_file=auth, logfile=self.log, pidfile=self.pidfile
+        )
+        lines.extend("%s = %s" % item for item in settings.items())
+        self._write("pgbouncer.ini", "\n".join(lines) + "\n")
+        command = [self.binary, "-d", self.ini]
+        if os.geteuid() == 0:
+            import pwd
+
+            entry = pwd.getpwnam("postgres")
+            for name in os.listdir(self.directory) + [""]:
+                os.chown(os.path.join(self.directory, name), entry.pw_uid, entry.pw_gid)
+            command = ["su", "postgres", "-s", "/bin/sh", "-c", " ".join(command)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        if result.returncode != 0:
+            raise RuntimeError(
+                "pgbouncer did not start: %s%s%s"
+                % (result.stdout, result.stderr, self._log_tail())
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.pid is None and os.path.exists(self.pidfile):
+                with open(self.pidfile) as f:
+                    text = f.read().strip()
+                self.pid = int(text) if text else None
+            try:
+                socket.create_connection((self.host, self.port), timeout=1).close()
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(
+                        "pgbouncer is not listening on port %d%s"
+                        % (self.port, self._log_tail())
+                    ) from None
+                eventlet.sleep(0.05)
+            else:
+                if self.pid is not None:
+                    return self
+                eventlet.sleep(0.05)
+
+    def _log_tail(self):
+        try:
+            with open(self.log) as f:
+                return "\n--- pgbouncer.log ---\n" + "".join(f.readlines()[-20:])
+        except OSError:
+            return ""
+
+    def admin_query(self, sql):
+        """Run a console command (``SHOW POOLS``...); rows as dicts."""
+        import psycopg2
+
+        conn = psycopg2.connect(
+            host=self.host, port=self.port, user=self.user, dbname="pgbouncer"
+        )
+        try:
+            conn.autocommit = True
+            cur = conn.cursor()
+            cur.execute(sql)
+            names = [d[0] for d in cur.description or ()]
+            return [dict(zip(names, row)) for row in cur.fetchall()]
+        finally:
+            conn.close()
+
+    def stop(self, timeout=10.0):
+        """Stop the PgBouncer started here and remove its files."""
+        pid, self.pid = self.pid, None
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pid = None
+            deadline = time.monotonic() + timeout
+            while pid is not None and time.monotonic() < deadline:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                eventlet.sleep(0.05)
+        if self.directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.stop()

@@ -842,3 +842,45 @@ def test_mysqldb_connection_id(mysql_kwargs):
         assert dbutil.mysql_connection_id(conn) == cur.fetchone()[0]
     finally:
         conn.close()
+
+
+@pytest.mark.realdb
+def test_pgbouncer_fixture(pgbouncer, unique_name, pg_admin, blocking_psycopg2):
+    psycopg2 = blocking_psycopg2
+    assert pgbouncer.pool_mode == "transaction"
+    conn = psycopg2.connect(application_name=unique_name, **pgbouncer.kwargs)
+    try:
+        assert _pg_select_one(conn) == 1
+        conn.commit()
+        pools = pgbouncer.admin_query("SHOW POOLS")
+        assert any(row["database"] == pgbouncer.dbname for row in pools), pools
+    finally:
+        conn.close()
+    directory = pgbouncer.directory
+    pgbouncer.stop()
+    assert not os.path.exists(directory)
+    with pytest.raises(psycopg2.OperationalError):
+        psycopg2.connect(connect_timeout=2, **pgbouncer.kwargs)
+
+
+# -- fresh interpreters -------------------------------------------------------
+
+
+def test_run_python_applies_the_warning_policy(run_python):
+    result = run_python(
+        """
+        import warnings
+        import eventlet
+        warnings.warn("quiet", eventlet.EventletDeprecationWarning, stacklevel=1)
+        try:
+            warnings.warn("loud", UserWarning, stacklevel=1)
+        except UserWarning:
+            print("error raised")
+        import tests.fakedb
+        print(tests.fakedb.FakeDB().connect())
+        """
+    )
+    assert result.stdout.splitlines() == ["error raised", "<FakeConnection #1 open>"]
+    assert "EventletDeprecationWarning" not in result.stderr
+    failed = run_python("raise SystemExit(3)", check=False)
+    assert failed.returncode == 3
