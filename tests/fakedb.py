@@ -33,6 +33,7 @@ from __future__ import annotations
 import itertools
 
 import eventlet
+import eventlet.event
 import eventlet.patcher
 
 _threading = eventlet.patcher.original("threading")
@@ -118,22 +119,28 @@ def _sleep(seconds):
 class _Gate:
     """A latch that green threads and OS threads can both wait on.
 
-    A real (unpatched) event, polled from green threads so the hub keeps
-    running and an ``eventlet.Timeout`` can interrupt the wait.
+    Green waiters (main thread) block on an ``eventlet.event.Event``, so an
+    ``eventlet.Timeout`` interrupts them and the hub keeps running; OS
+    threads (eventlet's thread pool) block on a real event.  Opening from an
+    OS thread cannot wake a green waiter directly, so green waiters also
+    re-check the real event every 50 ms.
     """
 
     def __init__(self):
         self._event = _threading.Event()
+        self._green = eventlet.event.Event()
 
     def wait(self):
         if _in_main_thread():
             while not self._event.is_set():
-                eventlet.sleep(0.002)
+                self._green.wait(0.05)
         else:
             self._event.wait()
 
     def open(self):
         self._event.set()
+        if _in_main_thread() and not self._green.ready():
+            self._green.send(True)
 
 
 def _raise(error):
