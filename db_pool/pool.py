@@ -387,6 +387,9 @@ class BaseConnectionPool:
         self._leases: dict[Any, list[Any]] = {}
         self._in_use: set[_Record] | None = set() if leak_timeout else None
         self._dropped: deque[tuple[_Record, Any, bool]] = deque()
+        # Lent connections whose slot the caller already gave up with
+        # put(None): the next one to come back closes instead of returning.
+        self._abandoned = 0
         self._maintenance: Any = None
         self._next_refill = 0.0
         self._connect_error: Exception | None = None
@@ -957,7 +960,7 @@ class BaseConnectionPool:
         if isinstance(conn, PooledConnectionWrapper):
             rec = conn._record
             if rec is None:
-                own = conn._own_pool
+                own = conn._pool
                 if own is not None and own is not self:
                     own.put(conn, cleanup)
                     return
@@ -969,8 +972,10 @@ class BaseConnectionPool:
             if rec.__class__ is _Detached:
                 # The caller unwrapped it (_unwrap_connection) and owns the
                 # raw connection now: only the slot comes back.
-                rec.record.pool._forget(rec.record)
-                rec.record.pool._release_slot()
+                owner = rec.record.pool
+                owner._forget(rec.record)
+                if not owner._settle_abandoned():
+                    owner._release_slot()
                 return
             if rec.pool is not self:
                 logger.warning(
@@ -983,7 +988,7 @@ class BaseConnectionPool:
             self._checkin(rec, cleanup)
             return
         if conn is None:
-            self._release_slot()
+            self._give_up_slot()
             return
         # A raw connection: we cannot know its history, so never reuse it.
         logger.warning(
@@ -993,11 +998,35 @@ class BaseConnectionPool:
             type(conn).__name__,
         )
         self._safe_close(conn, quiet=True)
+        self._give_up_slot()
+
+    def _give_up_slot(self) -> None:
+        """``put(None)``: the caller lost a lent connection; free its slot.
+
+        The wrapper of that connection may still come back (put, close, or
+        dropped): it is counted in ``_abandoned`` so that, when it does, it
+        is closed instead of growing the pool beyond its slots.
+        """
+        if self.current_size - len(self.free_items) - self._opening <= 0:
+            logger.warning(
+                "pool %r: put(None) with no connection checked out; ignored", self.name
+            )
+            return
+        self._abandoned += 1
         self._release_slot()
+
+    def _settle_abandoned(self) -> bool:
+        """A lent connection came back: True if its slot was already given up."""
+        if self._abandoned > 0:
+            self._abandoned -= 1
+            return True
+        return False
 
     def _forget(self, rec: _Record) -> None:
         if self._in_use is not None:
             self._in_use.discard(rec)
+        if rec.server is not None and self._servers is not None:
+            self._servers.released(rec.server, "detached")
 
     def _checkin(self, rec: _Record, cleanup: Any) -> None:
         now = monotonic()
@@ -1006,6 +1035,10 @@ class BaseConnectionPool:
         if self._in_use is not None:
             self._in_use.discard(rec)
         conn = rec.conn
+        if self._abandoned and self._settle_abandoned():
+            # Its slot went with an earlier put(None): close, free nothing.
+            self._discard(rec, "abandoned")
+            return
         if self._on_checked_in:
             self._listeners.fire("connection_checked_in", conn)
         if (
@@ -1137,6 +1170,8 @@ class BaseConnectionPool:
         if rec.generation != _fork_generation:
             _orphan(rec)
             return
+        if rec.server is not None and self._servers is not None:
+            self._servers.released(rec.server, reason)
         if reason == "dead":
             self._discarded_dead += 1
         elif reason == "reset_failed":
@@ -1355,7 +1390,8 @@ class BaseConnectionPool:
                 self._checkin(rec, _MISSING)
             else:
                 self._forget(rec)
-                self._release_slot()
+                if not self._settle_abandoned():
+                    self._release_slot()
             logger.warning(msg)
             try:
                 warnings.warn(msg, ConnectionLeakWarning, stacklevel=1)
@@ -1463,6 +1499,7 @@ class BaseConnectionPool:
         self._opening = 0
         self._waiters.clear()
         self._leases.clear()
+        self._abandoned = 0
         if self._in_use is not None:
             self._in_use.clear()
         self._maintenance = None

@@ -32,6 +32,15 @@ def _returned(name: str) -> NoReturn:
     raise ConnectionReturnedError(_RETURNED_MESSAGE % (name,))
 
 
+def _target(base: Any) -> Any:
+    """Where attribute writes must land: behind an eventlet ``tpool.Proxy``
+    (which has no ``__setattr__`` of its own and would keep the value on
+    itself), the driver's connection."""
+    if type(base).__name__ == "Proxy" and type(base).__module__ == "eventlet.tpool":
+        return base._obj
+    return base
+
+
 class GenericConnectionWrapper:
     """Passes every attribute, read or written, through to *baseconn*.
 
@@ -64,7 +73,7 @@ class GenericConnectionWrapper:
             base = self._base
             if base is None:
                 _returned(name)
-            setattr(base, name, value)
+            setattr(_target(base), name, value)
 
     def __delattr__(self, name: str) -> None:
         if hasattr(type(self), name):
@@ -73,14 +82,17 @@ class GenericConnectionWrapper:
             base = self._base
             if base is None:
                 _returned(name)
-            delattr(base, name)
+            delattr(_target(base), name)
 
     def __enter__(self) -> Any:
         base = self._base
         if base is None:
             _returned("__enter__")
         result = base.__enter__()
-        return self if result is base else result
+        # The driver's __enter__ returns the connection itself: hand back the
+        # wrapper, never the bare connection (a tpool.Proxy's __enter__
+        # returns the object behind it).
+        return self if result is base or result is _target(base) else result
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
         base = self._base
@@ -158,7 +170,8 @@ class PooledConnectionWrapper(GenericConnectionWrapper):
         rec = self._record
         if rec is not None and rec.__class__ is not _Detached:
             return rec.pool
-        return self._own_pool
+        # Wrappers made on the pool's hot path never set _own_pool.
+        return _get_own_pool(self)
 
     def __bool__(self) -> bool:
         return self._base is not None
@@ -195,6 +208,18 @@ class PooledConnectionWrapper(GenericConnectionWrapper):
             else:
                 rec.pool._reclaim_dropped(rec, True)
 
+
+
+_own_pool_slot: Any = PooledConnectionWrapper.__dict__["_own_pool"]
+
+
+def _get_own_pool(wrapper: Any) -> Any:
+    """``wrapper._own_pool``, or None when it was never set (without going
+    through ``__getattr__``, which raises on a returned wrapper)."""
+    try:
+        return _own_pool_slot.__get__(wrapper, None)
+    except AttributeError:
+        return None
 
 
 # Fast setter for the pool's hot path: it skips __setattr__.

@@ -1,0 +1,1 @@
+"""Unit tests of db_pool with fake DB-API modules (no database needed)."""
