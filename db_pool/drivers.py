@@ -240,6 +240,9 @@ class MySQLDriver(Driver):
 
 
 class PyMySQLDriver(MySQLDriver):
+    # PyMySQL still accepts ``db`` but warns that it is deprecated.
+    dbname_keyword = "database"
+
     def transaction_open(self, conn: Any) -> bool | None:
         raw = _unproxy(conn)
         try:
