@@ -1304,6 +1304,7 @@ class BaseConnectionPool:
                     conn._record.broken = True
                 elif not isinstance(exc, Exception) and conn._record is not None:
                     conn._record.broken = True
+                lost_server = getattr(conn._record, "server", None)
                 self.put(conn)
                 if not dead:
                     raise
@@ -1323,6 +1324,16 @@ class BaseConnectionPool:
                     attempts,
                     self.max_retries,
                 )
+                if lost_server is not None:
+                    # Retry on another server where there is one: an idle
+                    # connection of another server goes first in line (and
+                    # the server list puts lost_server last for new ones).
+                    for i, other in enumerate(self.free_items):
+                        if other.server is not lost_server:
+                            if i:
+                                del self.free_items[i]
+                                self.free_items.appendleft(other)
+                            break
                 continue
             self.put(conn)
             return result
