@@ -104,12 +104,14 @@ class GenericConnectionWrapper:
         base = self._base
         if base is None:
             return "<%s (returned)>" % (type(self).__name__,)
-        # Not repr(base): some drivers put their DSN in it.
+        # Not repr(base): some drivers put their DSN in it.  Name the
+        # driver's class, also behind a tpool.Proxy.
+        target = _target(base)
         return "<%s for %s.%s object at 0x%x>" % (
             type(self).__name__,
-            type(base).__module__,
-            type(base).__name__,
-            id(base),
+            type(target).__module__,
+            type(target).__name__,
+            id(target),
         )
 
 
