@@ -10,11 +10,18 @@ Queue depths
     queued in get(), so every put() hands the connection to a queue of
     *depth* waiters, and the putter's next get() joins its tail.  One cycle
     is one put() to the queue, one get() that queues, and one green-thread
-    switch to the next holder.  Depth 0 (a single thread) has no hand-off
-    and no switch: it is B1's cycle, shown for reference; flatness is taken
-    over depths 1, 100 and 10,000, which all do the same work per cycle.
-    A pool whose queue operations scan, sort or wake all waiters grows with
-    depth here.
+    switch to the next holder.  A pool whose queue operations scan, sort or
+    wake all waiters grows with depth here.
+
+    Switching among 10,000 green threads costs more per switch than among
+    two, pool or no pool (each switch touches another thread's stack, colder
+    in the CPU caches the more threads take turns).  So the same relay runs
+    on a floor, the bare greenlet hand-off of candidates.HandoffPool, and
+    the depth figure is db_pool's cycle over the floor's at the same depth:
+    what db_pool adds, not what the machine charges for many threads.
+    Flatness is taken over depths 1, 100 and 10,000, which all do the same
+    work per cycle; depth 0 (a single thread, no hand-off, no switch) is
+    B1's cycle, shown for reference.
 """
 
 from __future__ import annotations
@@ -49,44 +56,61 @@ def _size_round(cand: Candidate, size: int, n: int) -> float:
     return elapsed / n * 1e6
 
 
-def relay(opened: Any, depth: int, cycles: int) -> float:
-    """Microseconds per hand-off with *depth* waiters queued behind the holder."""
+def relay(opened: Any, depth: int, cycles: int) -> tuple[float, float]:
+    """Time *cycles* relay cycles with *depth* waiters queued behind the holder.
+
+    Returns microseconds per cycle and the share of timed cycles (in %) whose
+    holder differs from the previous cycle's: whether put() really handed
+    the connection over, or the putter took it straight back.
+    """
     get, put = opened.get, opened.put
     threads = depth + 1
     # Let every thread join the queue and go round once before timing.
     start = 2 * threads + 100
     stop = start + cycles
-    state = {"count": 0, "t0": 0.0, "t1": 0.0}
+    state = {"count": 0, "holder": -1, "handoffs": 0, "t0": 0.0, "t1": 0.0,
+             "queued": 0}
 
-    def worker() -> None:
+    def worker(me: int) -> None:
+        state["queued"] += 1
         while state["count"] < stop:
             conn = get()
             count = state["count"] = state["count"] + 1
+            if start < count <= stop and state["holder"] != me:
+                state["handoffs"] += 1
+            state["holder"] = me
             if count == start:
                 state["t0"] = clock()
             elif count == stop:
                 state["t1"] = clock()
             put(conn)
 
-    workers = [eventlet.spawn(worker) for _ in range(threads)]
+    # Hold the connection until every thread waits in get(): a thread that
+    # found it free would otherwise loop alone, never yielding to the rest.
+    held = get()
+    workers = [eventlet.spawn(worker, i) for i in range(threads)]
+    while state["queued"] < threads:
+        eventlet.sleep(0)
+    put(held)
     for gt in workers:
         gt.wait()
-    return (state["t1"] - state["t0"]) / cycles * 1e6
+    us = (state["t1"] - state["t0"]) / cycles * 1e6
+    return us, 100.0 * state["handoffs"] / cycles
 
 
-def _depth_round(cand: Candidate, depth: int, cycles: int) -> float:
+def _depth_round(cand: Candidate, depth: int, cycles: int) -> tuple[float, float]:
     opened = cand.open(1, Driver("fake", fakedb))
     settle()
-    us = relay(opened, depth, cycles)
+    measured = relay(opened, depth, cycles)
     opened.close()
-    return us
+    return measured
 
 
 def flatness(values: list[float]) -> float:
     return max(values) / min(values)
 
 
-def run(cand: Candidate, quick: bool) -> dict[str, Any]:
+def run(cand: Candidate, floor: Candidate, quick: bool) -> dict[str, Any]:
     rounds = 3 if quick else 5
     seconds = 0.04 if quick else 0.1
     cycles = 5000 if quick else 20000
@@ -94,29 +118,47 @@ def run(cand: Candidate, quick: bool) -> dict[str, Any]:
     probe = cand.open(SIZES[0], Driver("fake", fakedb))
     n = calibrate(probe.get, probe.put, seconds)
     probe.close()
-    relay_probe = cand.open(1, Driver("fake", fakedb))
-    relay(relay_probe, 10, 2000)  # warm-up, untimed
-    relay_probe.close()
+    for c in (cand, floor):  # warm-up, untimed
+        _depth_round(c, 10, 2000)
 
     size_samples: dict[int, list[float]] = {s: [] for s in SIZES}
-    depth_samples: dict[int, list[float]] = {d: [] for d in DEPTHS}
-    jobs = [("size", s) for s in SIZES] + [("depth", d) for d in DEPTHS]
-    for _, (kind, value) in rotations(jobs, rounds):
+    depth_samples: dict[tuple[str, int], list[float]] = {}
+    handoffs: dict[tuple[str, int], list[float]] = {}
+    jobs = [("size", cand, s) for s in SIZES] + [
+        ("depth", c, d) for d in DEPTHS for c in (cand, floor)]
+    for _, (kind, c, value) in rotations(jobs, rounds):
         if kind == "size":
-            size_samples[value].append(_size_round(cand, value, n))
+            size_samples[value].append(_size_round(c, value, n))
         else:
-            depth_samples[value].append(_depth_round(cand, value, cycles))
+            us, pct = _depth_round(c, value, cycles)
+            depth_samples.setdefault((c.key, value), []).append(us)
+            handoffs.setdefault((c.key, value), []).append(pct)
 
     sizes = {s: median(v) for s, v in size_samples.items()}
-    depths = {d: median(v) for d, v in depth_samples.items()}
+    depths = []
+    for d in DEPTHS:
+        mine = median(depth_samples[cand.key, d])
+        bare = median(depth_samples[floor.key, d])
+        depths.append({
+            "waiters": d,
+            "us_per_cycle": mine,
+            "floor_us_per_cycle": bare,
+            "over_floor": mine / bare,
+            "handoff_pct": median(handoffs[cand.key, d]),
+            "samples": depth_samples[cand.key, d],
+            "floor_samples": depth_samples[floor.key, d],
+        })
+    queued = [r for r in depths if r["waiters"] > 0]
     return {
         "title": TITLE,
         "pool": cand.label,
+        "floor": floor.label,
         "rounds": rounds,
         "sizes": [{"max_size": s, "us_per_cycle": sizes[s],
                    "samples": size_samples[s]} for s in SIZES],
-        "depths": [{"waiters": d, "us_per_cycle": depths[d],
-                    "samples": depth_samples[d]} for d in DEPTHS],
+        "depths": depths,
         "size_flatness": flatness(list(sizes.values())),
-        "depth_flatness": flatness([depths[d] for d in DEPTHS if d > 0]),
+        "depth_flatness": flatness([r["over_floor"] for r in queued]),
+        "depth_flatness_raw": flatness([r["us_per_cycle"] for r in queued]),
+        "floor_depth_flatness": flatness([r["floor_us_per_cycle"] for r in queued]),
     }

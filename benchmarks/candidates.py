@@ -26,6 +26,9 @@ import importlib
 import os
 from typing import Any, Callable
 
+from greenlet import getcurrent
+
+from eventlet import hubs as ev_hubs
 from eventlet import pools as ev_pools
 from eventlet import queue as ev_queue
 from eventlet import semaphore as ev_semaphore
@@ -230,6 +233,37 @@ def _open_fifo(size: int, driver: Driver, reset: str) -> Opened:
     return Opened(pool.get, pool.put)
 
 
+class HandoffPool:
+    """The least a strictly first-come-first-served pool can do.
+
+    A newcomer takes a free connection only when nobody waits; put() gives
+    the connection to the longest waiter by scheduling a switch to it.  No
+    timeouts, no kill safety, no bookkeeping: a floor, not a pool.
+    """
+
+    def __init__(self, connections: list[Any]) -> None:
+        self._free = collections.deque(connections)
+        self._waiters: collections.deque[Any] = collections.deque()
+        self._hub = ev_hubs.get_hub()
+
+    def get(self) -> Any:
+        if self._free and not self._waiters:
+            return self._free.pop()
+        self._waiters.append(getcurrent())
+        return self._hub.switch()
+
+    def put(self, conn: Any) -> None:
+        if self._waiters:
+            self._hub.schedule_call_global(0, self._waiters.popleft().switch, conn)
+        else:
+            self._free.append(conn)
+
+
+def _open_handoff(size: int, driver: Driver, reset: str) -> Opened:
+    pool = HandoffPool([driver.connect() for _ in range(size)])
+    return Opened(pool.get, pool.put)
+
+
 # -- the roster -------------------------------------------------------------------
 
 DB_POOL = "db_pool"
@@ -237,6 +271,7 @@ EVENTLET = "eventlet.db_pool"
 SQLALCHEMY = "sqlalchemy"
 DBUTILS = "dbutils"
 LIGHT_QUEUE = "LightQueue"
+HANDOFF = "handoff"
 
 STAND_IN_ENV = "DB_POOL_BENCH_STAND_IN"
 
@@ -270,6 +305,8 @@ def roster(stand_in: bool = False) -> tuple[list[Candidate], str]:
         Candidate("deque", "floor: deque pop/append", _open_deque, floor=True,
                   blocking=False),
         Candidate("fifo", "floor: FIFO semaphore + deque", _open_fifo, floor=True),
+        Candidate(HANDOFF, "floor: FIFO greenlet hand-off", _open_handoff,
+                  floor=True),
     ]
     if stand_in:
         note = "eventlet.db_pool stands in for db_pool (harness development only)"
