@@ -68,22 +68,68 @@ CONFIGS = [
     Config(CEILING_RB, CEILINGS[CEILING_RB], None, "rollback", False, None),
     Config(CEILING_NR, CEILINGS[CEILING_NR], None, "none", False, None),
     Config(CEILING_AC, CEILINGS[CEILING_AC], None, "none", True, None),
-    Config("db_pool", "db_pool, default (transaction-aware) reset", DB_POOL,
-           "default", False, CEILING_RB, 0.95),
-    Config("db_pool_rb", "db_pool, cleanup=rollback", DB_POOL,
-           "rollback", False, CEILING_RB, 0.95),
-    Config("eventlet", "eventlet.db_pool, default rollback", EVENTLET,
-           "default", False, CEILING_RB),
-    Config("eventlet_nr", "eventlet.db_pool, no-op cleanup", EVENTLET,
-           "none", False, CEILING_NR),
-    Config("sqlalchemy", "SQLAlchemy QueuePool, reset_on_return=rollback",
-           SQLALCHEMY, "default", False, CEILING_RB),
-    Config("dbutils", "DBUtils PooledDB, reset=True", DBUTILS,
-           "default", False, CEILING_RB),
-    Config("db_pool_ac", "db_pool, default reset, autocommit", DB_POOL,
-           "default", True, CEILING_AC, 0.85),
-    Config("eventlet_ac", "eventlet.db_pool, default rollback, autocommit",
-           EVENTLET, "default", True, CEILING_AC),
+    Config(
+        "db_pool",
+        "db_pool, default (transaction-aware) reset",
+        DB_POOL,
+        "default",
+        False,
+        CEILING_RB,
+        0.95,
+    ),
+    Config(
+        "db_pool_rb",
+        "db_pool, cleanup=rollback",
+        DB_POOL,
+        "rollback",
+        False,
+        CEILING_RB,
+        0.95,
+    ),
+    Config(
+        "eventlet",
+        "eventlet.db_pool, default rollback",
+        EVENTLET,
+        "default",
+        False,
+        CEILING_RB,
+    ),
+    Config(
+        "eventlet_nr",
+        "eventlet.db_pool, no-op cleanup",
+        EVENTLET,
+        "none",
+        False,
+        CEILING_NR,
+    ),
+    Config(
+        "sqlalchemy",
+        "SQLAlchemy QueuePool, reset_on_return=rollback",
+        SQLALCHEMY,
+        "default",
+        False,
+        CEILING_RB,
+    ),
+    Config(
+        "dbutils", "DBUtils PooledDB, reset=True", DBUTILS, "default", False, CEILING_RB
+    ),
+    Config(
+        "db_pool_ac",
+        "db_pool, default reset, autocommit",
+        DB_POOL,
+        "default",
+        True,
+        CEILING_AC,
+        0.85,
+    ),
+    Config(
+        "eventlet_ac",
+        "eventlet.db_pool, default rollback, autocommit",
+        EVENTLET,
+        "default",
+        True,
+        CEILING_AC,
+    ),
 ]
 
 DATABASES: list[tuple[str, Callable[[bool], Driver]]] = [
@@ -113,8 +159,9 @@ class _Run:
         self.stopping = True
 
 
-def _pool_worker(run: _Run, i: int, get: Callable[[], Any],
-                 put: Callable[[Any], object]) -> None:
+def _pool_worker(
+    run: _Run, i: int, get: Callable[[], Any], put: Callable[[Any], object]
+) -> None:
     counts = run.counts
     try:
         while not run.stopping:
@@ -140,8 +187,9 @@ def _owner_worker(run: _Run, i: int, conn: Any, rollback: bool) -> None:
         run.fail(exc)
 
 
-def _measure(spawn_all: Callable[[_Run], list[Any]], threads: int,
-             seconds: float) -> dict[str, float]:
+def _measure(
+    spawn_all: Callable[[_Run], list[Any]], threads: int, seconds: float
+) -> dict[str, float]:
     run = _Run(threads)
     workers = spawn_all(run)
     eventlet.sleep(WARMUP)
@@ -161,31 +209,44 @@ def _measure(spawn_all: Callable[[_Run], list[Any]], threads: int,
     }
 
 
-def _run_config(cfg: Config, driver: Driver, pools: dict[str, Candidate],
-                seconds: float) -> dict[str, float]:
+def _run_config(
+    cfg: Config, driver: Driver, pools: dict[str, Candidate], seconds: float
+) -> dict[str, float]:
     if cfg.pool is None:
         conns = [driver.connect() for _ in range(CONNECTIONS)]
         rollback = cfg.reset == "rollback"
         try:
             return _measure(
-                lambda run: [eventlet.spawn(_owner_worker, run, i, c, rollback)
-                             for i, c in enumerate(conns)],
-                CONNECTIONS, seconds)
+                lambda run: [
+                    eventlet.spawn(_owner_worker, run, i, c, rollback)
+                    for i, c in enumerate(conns)
+                ],
+                CONNECTIONS,
+                seconds,
+            )
         finally:
             for c in conns:
                 c.close()
     opened = pools[cfg.pool].open(CONNECTIONS, driver, cfg.reset)
     try:
         return _measure(
-            lambda run: [eventlet.spawn(_pool_worker, run, i, opened.get, opened.put)
-                         for i in range(THREADS)],
-            THREADS, seconds)
+            lambda run: [
+                eventlet.spawn(_pool_worker, run, i, opened.get, opened.put)
+                for i in range(THREADS)
+            ],
+            THREADS,
+            seconds,
+        )
     finally:
         opened.close()
 
 
-def run(candidates: list[Candidate], quick: bool, db_pool_module: Any,
-        log: Callable[[str], None]) -> dict[str, Any]:
+def run(
+    candidates: list[Candidate],
+    quick: bool,
+    db_pool_module: Any,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
     seconds, rounds = (0.75, 2) if quick else (1.25, 3)
     green = realdb.make_psycopg_green(db_pool_module)
     pools = {c.key: c for c in candidates}
@@ -211,8 +272,10 @@ def run(candidates: list[Candidate], quick: bool, db_pool_module: Any,
             result["databases"][db_key] = {"skipped": unreachable}
             log(f"B3 {db_key}: skipped, server unreachable: {unreachable}")
             continue
-        log(f"B3 {db_key}: {len(configs)} configurations x {rounds} rounds "
-            f"x {seconds:g} s")
+        log(
+            f"B3 {db_key}: {len(configs)} configurations x {rounds} rounds "
+            f"x {seconds:g} s"
+        )
         samples: dict[str, list[dict[str, float]]] = {c.key: [] for c in configs}
         errors: dict[str, str] = {}
         for _, cfg in rotations(configs, rounds):
@@ -220,7 +283,8 @@ def run(candidates: list[Candidate], quick: bool, db_pool_module: Any,
                 continue
             try:
                 samples[cfg.key].append(
-                    _run_config(cfg, drivers[cfg.autocommit], pools, seconds))
+                    _run_config(cfg, drivers[cfg.autocommit], pools, seconds)
+                )
             except Exception as exc:
                 errors[cfg.key] = f"{type(exc).__name__}: {exc}"
                 log(f"B3 {db_key} {cfg.label}: failed: {errors[cfg.key]}")

@@ -68,8 +68,7 @@ def relay(opened: Any, depth: int, cycles: int) -> tuple[float, float]:
     # Let every thread join the queue and go round once before timing.
     start = 2 * threads + 100
     stop = start + cycles
-    state = {"count": 0, "holder": -1, "handoffs": 0, "t0": 0.0, "t1": 0.0,
-             "queued": 0}
+    state = {"count": 0, "holder": -1, "handoffs": 0, "t0": 0.0, "t1": 0.0, "queued": 0}
 
     def worker(me: int) -> None:
         state["queued"] += 1
@@ -125,7 +124,8 @@ def run(cand: Candidate, floor: Candidate, quick: bool) -> dict[str, Any]:
     depth_samples: dict[tuple[str, int], list[float]] = {}
     handoffs: dict[tuple[str, int], list[float]] = {}
     jobs = [("size", cand, s) for s in SIZES] + [
-        ("depth", c, d) for d in DEPTHS for c in (cand, floor)]
+        ("depth", c, d) for d in DEPTHS for c in (cand, floor)
+    ]
     for _, (kind, c, value) in rotations(jobs, rounds):
         if kind == "size":
             size_samples[value].append(_size_round(c, value, n))
@@ -139,23 +139,27 @@ def run(cand: Candidate, floor: Candidate, quick: bool) -> dict[str, Any]:
     for d in DEPTHS:
         mine = median(depth_samples[cand.key, d])
         bare = median(depth_samples[floor.key, d])
-        depths.append({
-            "waiters": d,
-            "us_per_cycle": mine,
-            "floor_us_per_cycle": bare,
-            "over_floor": mine / bare,
-            "handoff_pct": median(handoffs[cand.key, d]),
-            "samples": depth_samples[cand.key, d],
-            "floor_samples": depth_samples[floor.key, d],
-        })
+        depths.append(
+            {
+                "waiters": d,
+                "us_per_cycle": mine,
+                "floor_us_per_cycle": bare,
+                "over_floor": mine / bare,
+                "handoff_pct": median(handoffs[cand.key, d]),
+                "samples": depth_samples[cand.key, d],
+                "floor_samples": depth_samples[floor.key, d],
+            }
+        )
     queued = [r for r in depths if r["waiters"] > 0]
     return {
         "title": TITLE,
         "pool": cand.label,
         "floor": floor.label,
         "rounds": rounds,
-        "sizes": [{"max_size": s, "us_per_cycle": sizes[s],
-                   "samples": size_samples[s]} for s in SIZES],
+        "sizes": [
+            {"max_size": s, "us_per_cycle": sizes[s], "samples": size_samples[s]}
+            for s in SIZES
+        ],
         "depths": depths,
         "size_flatness": flatness(list(sizes.values())),
         "depth_flatness": flatness([r["over_floor"] for r in queued]),

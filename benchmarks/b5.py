@@ -74,12 +74,26 @@ def idle(cand: Candidate | None, driver_name: str) -> dict[str, float]:
 
 def _child(part: str, stand_in: bool, cycles: int) -> dict[str, Any]:
     """Run one measurement part in a fresh interpreter."""
-    argv = [sys.executable, "-W", "ignore", "-m", "benchmarks.b5",
-            "--part", part, "--cycles", str(cycles)]
+    argv = [
+        sys.executable,
+        "-W",
+        "ignore",
+        "-m",
+        "benchmarks.b5",
+        "--part",
+        part,
+        "--cycles",
+        str(cycles),
+    ]
     if stand_in:
         argv.append("--stand-in")
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600,
-                          cwd=os.path.dirname(os.path.dirname(__file__)))
+    proc = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=os.path.dirname(os.path.dirname(__file__)),
+    )
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-5:]
         raise RuntimeError(f"B5 part {part} failed:\n" + "\n".join(tail))

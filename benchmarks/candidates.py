@@ -26,12 +26,11 @@ import importlib
 import os
 from typing import Any, Callable
 
-from greenlet import getcurrent
-
 from eventlet import hubs as ev_hubs
 from eventlet import pools as ev_pools
 from eventlet import queue as ev_queue
 from eventlet import semaphore as ev_semaphore
+from greenlet import getcurrent
 
 RESETS = ("default", "rollback", "none")
 
@@ -298,15 +297,20 @@ def roster(stand_in: bool = False) -> tuple[list[Candidate], str]:
         Candidate(EVENTLET, "eventlet.db_pool RawConnectionPool", _open_eventlet),
         Candidate(SQLALCHEMY, "SQLAlchemy QueuePool", _open_sqlalchemy),
         Candidate(DBUTILS, "DBUtils PooledDB", _open_dbutils),
-        Candidate("eventlet.pools", "floor: eventlet.pools.Pool", _open_eventlet_pools,
-                  floor=True),
-        Candidate(LIGHT_QUEUE, "floor: LightQueue get/put", _open_light_queue,
-                  floor=True),
-        Candidate("deque", "floor: deque pop/append", _open_deque, floor=True,
-                  blocking=False),
+        Candidate(
+            "eventlet.pools",
+            "floor: eventlet.pools.Pool",
+            _open_eventlet_pools,
+            floor=True,
+        ),
+        Candidate(
+            LIGHT_QUEUE, "floor: LightQueue get/put", _open_light_queue, floor=True
+        ),
+        Candidate(
+            "deque", "floor: deque pop/append", _open_deque, floor=True, blocking=False
+        ),
         Candidate("fifo", "floor: FIFO semaphore + deque", _open_fifo, floor=True),
-        Candidate(HANDOFF, "floor: FIFO greenlet hand-off", _open_handoff,
-                  floor=True),
+        Candidate(HANDOFF, "floor: FIFO greenlet hand-off", _open_handoff, floor=True),
     ]
     if stand_in:
         note = "eventlet.db_pool stands in for db_pool (harness development only)"

@@ -31,23 +31,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="db_pool side by side with eventlet.db_pool, SQLAlchemy's "
         "QueuePool, DBUtils' PooledDB and bare floors.",
     )
-    parser.add_argument("--quick", action="store_true",
-                        help="fewer rounds, shorter runs (under a minute)")
-    parser.add_argument("--only", metavar="B1,B2",
-                        help="comma-separated benchmarks to run (default: all)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer rounds, shorter runs (under a minute)",
+    )
+    parser.add_argument(
+        "--only",
+        metavar="B1,B2",
+        help="comma-separated benchmarks to run (default: all)",
+    )
     parser.add_argument("--json", metavar="PATH", help="write all results here")
     parser.add_argument("--chart", metavar="PATH", help="write a PNG chart here")
     parser.add_argument(
-        "--stand-in", action="store_true",
+        "--stand-in",
+        action="store_true",
         help="measure eventlet.db_pool in db_pool's place (for working on the "
-        "harness without db_pool; its results mean nothing)")
+        "harness without db_pool; its results mean nothing)",
+    )
     args = parser.parse_args(argv)
     if args.only:
         chosen = [b.strip().upper() for b in args.only.split(",") if b.strip()]
         unknown = [b for b in chosen if b not in BENCHES]
         if unknown:
-            parser.error(f"unknown benchmark(s) {', '.join(unknown)}; "
-                         f"choose from {', '.join(BENCHES)}")
+            parser.error(
+                f"unknown benchmark(s) {', '.join(unknown)}; "
+                f"choose from {', '.join(BENCHES)}"
+            )
         args.only = [b for b in BENCHES if b in chosen]
     else:
         args.only = list(BENCHES)
@@ -66,8 +76,12 @@ def _version(dist: str) -> str:
 def _git_revision() -> str:
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
-        rev = subprocess.run(["git", "-C", here, "describe", "--always", "--dirty"],
-                             capture_output=True, text=True, timeout=5)
+        rev = subprocess.run(
+            ["git", "-C", here, "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return rev.stdout.strip() or "unknown"
@@ -96,9 +110,17 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
         "cpu": _cpu_model(),
         "loadavg": os.getloadavg(),
         "hub": type(eventlet.hubs.get_hub()).__module__,
-        "versions": {d: _version(d) for d in (
-            "eventlet", "SQLAlchemy", "DBUtils", "psycopg2-binary", "PyMySQL",
-            "greenlet")},
+        "versions": {
+            d: _version(d)
+            for d in (
+                "eventlet",
+                "SQLAlchemy",
+                "DBUtils",
+                "psycopg2-binary",
+                "PyMySQL",
+                "greenlet",
+            )
+        },
         "quick": args.quick,
     }
 
@@ -115,8 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     env = environment(args)
 
     print(f"db_pool benchmarks  {env['date']}  revision {env['revision']}")
-    print(f"  python {env['python']}, {env['cpus']} CPUs ({env['cpu']}), "
-          f"load {env['loadavg'][0]:.2f}, hub {env['hub']}")
+    print(
+        f"  python {env['python']}, {env['cpus']} CPUs ({env['cpu']}), "
+        f"load {env['loadavg'][0]:.2f}, hub {env['hub']}"
+    )
     print("  " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()))
     print("  one monkey-patched process; rounds alternate candidates; medians")
     if note:
@@ -137,9 +161,11 @@ def main(argv: list[str] | None = None) -> int:
             results[bench] = b3.run(candidates, args.quick, db_pool_module, log)
         elif bench == "B4":
             floor = next(c for c in candidates if c.key == HANDOFF)
-            results[bench] = (b4.run(candidates[0], floor, args.quick)
-                              if have_db_pool
-                              else {"title": b4.TITLE, "skipped": note})
+            results[bench] = (
+                b4.run(candidates[0], floor, args.quick)
+                if have_db_pool
+                else {"title": b4.TITLE, "skipped": note}
+            )
         elif bench == "B5":
             results[bench] = b5.run(args.quick, args.stand_in)
         results[bench]["seconds"] = time.monotonic() - t0
@@ -152,18 +178,30 @@ def main(argv: list[str] | None = None) -> int:
         targets += found
 
     elapsed = time.monotonic() - started
-    counts = {s: sum(t.status == s for t in targets)
-              for s in (report.PASS, report.FAIL, report.SKIP)}
-    print(f"Targets: {counts[report.PASS]} pass, {counts[report.FAIL]} fail, "
-          f"{counts[report.SKIP]} skipped  ({elapsed:.0f} s)")
+    counts = {
+        s: sum(t.status == s for t in targets)
+        for s in (report.PASS, report.FAIL, report.SKIP)
+    }
+    print(
+        f"Targets: {counts[report.PASS]} pass, {counts[report.FAIL]} fail, "
+        f"{counts[report.SKIP]} skipped  ({elapsed:.0f} s)"
+    )
     for t in targets:
         if t.status != report.PASS:
             print(t.line())
 
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"environment": env, "note": note, "results": results,
-                       "targets": [t.as_dict() for t in targets]}, f, indent=1)
+            json.dump(
+                {
+                    "environment": env,
+                    "note": note,
+                    "results": results,
+                    "targets": [t.as_dict() for t in targets],
+                },
+                f,
+                indent=1,
+            )
         print(f"wrote {args.json}")
     if args.chart:
         report.chart(results, targets, args.chart)

@@ -64,9 +64,7 @@ def cycle_loop(get: Callable[[], T], put: Callable[[T], object], n: int) -> floa
     return clock() - t0
 
 
-def calibrate(
-    get: Callable[[], T], put: Callable[[T], object], seconds: float
-) -> int:
+def calibrate(get: Callable[[], T], put: Callable[[T], object], seconds: float) -> int:
     """Warm a pool up and return how many cycles take about *seconds*."""
     n = 64
     while True:

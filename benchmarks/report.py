@@ -14,8 +14,9 @@ MB = 1_000_000
 # -- plain-text tables ---------------------------------------------------------
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[Any]],
-          indent: str = "  ") -> str:
+def table(
+    headers: Sequence[str], rows: Iterable[Sequence[Any]], indent: str = "  "
+) -> str:
     """Left-align the first column, right-align the others."""
     cells = [[str(h) for h in headers]] + [[_cell(v) for v in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
@@ -65,8 +66,16 @@ def ratio(value: float | None, reference: float | None) -> float | None:
 class Target:
     """One promise from the performance issue, checked against one number."""
 
-    def __init__(self, bench: str, name: str, value: float | None, op: str,
-                 bound: float, unit: str = "", note: str = "") -> None:
+    def __init__(
+        self,
+        bench: str,
+        name: str,
+        value: float | None,
+        op: str,
+        bound: float,
+        unit: str = "",
+        note: str = "",
+    ) -> None:
         self.bench = bench
         self.name = name
         self.value = value
@@ -77,21 +86,34 @@ class Target:
         if value is None or (isinstance(value, float) and math.isnan(value)):
             self.status = SKIP
         else:
-            ok = {">=": value >= bound, "<=": value <= bound,
-                  "<": value < bound, "==": value == bound}[op]
+            ok = {
+                ">=": value >= bound,
+                "<=": value <= bound,
+                "<": value < bound,
+                "==": value == bound,
+            }[op]
             self.status = PASS if ok else FAIL
 
     def line(self) -> str:
         shown = "-" if self.status == SKIP else f"{_num(self.value)}{self.unit}"
         op = {">=": "≥", "<=": "≤", "<": "<", "==": "="}[self.op]
-        text = (f"  [{self.status}] {self.bench} {self.name}: {shown}"
-                f"  (target {op} {_num(self.bound)}{self.unit})")
+        text = (
+            f"  [{self.status}] {self.bench} {self.name}: {shown}"
+            f"  (target {op} {_num(self.bound)}{self.unit})"
+        )
         return text + (f"  {self.note}" if self.note else "")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"bench": self.bench, "name": self.name, "value": self.value,
-                "op": self.op, "bound": self.bound, "unit": self.unit,
-                "status": self.status, "note": self.note}
+        return {
+            "bench": self.bench,
+            "name": self.name,
+            "value": self.value,
+            "op": self.op,
+            "bound": self.bound,
+            "unit": self.unit,
+            "status": self.status,
+            "note": self.note,
+        }
 
 
 def _rows_by_key(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -106,23 +128,46 @@ def b1(result: dict[str, Any]) -> tuple[str, list[Target]]:
     ref = rows.get(DB_POOL, {}).get("us_per_cycle")
     text = table(
         ["pool", "µs/cycle", "min", "max", "x db_pool"],
-        [(r["label"], r["us_per_cycle"], min(r["samples"]), max(r["samples"]),
-          ratio(r["us_per_cycle"], ref)) for r in result["rows"]],
+        [
+            (
+                r["label"],
+                r["us_per_cycle"],
+                min(r["samples"]),
+                max(r["samples"]),
+                ratio(r["us_per_cycle"], ref),
+            )
+            for r in result["rows"]
+        ],
     )
-    text += ("\n  (x db_pool: this pool's time per cycle over db_pool's;"
-             " above 1 means db_pool is faster)")
+    text += (
+        "\n  (x db_pool: this pool's time per cycle over db_pool's;"
+        " above 1 means db_pool is faster)"
+    )
 
     def faster(key: str) -> float | None:
         return ratio(rows.get(key, {}).get("us_per_cycle"), ref)
 
     lq = rows.get(LIGHT_QUEUE, {}).get("us_per_cycle")
     targets = [
-        Target("B1", "db_pool speed-up over eventlet.db_pool", faster(EVENTLET),
-               ">=", 3.0, "x"),
-        Target("B1", "db_pool speed-up over SQLAlchemy QueuePool",
-               faster(SQLALCHEMY), ">=", 3.0, "x"),
-        Target("B1", "db_pool cost over LightQueue get/put", ratio(ref, lq),
-               "<=", 3.0, "x"),
+        Target(
+            "B1",
+            "db_pool speed-up over eventlet.db_pool",
+            faster(EVENTLET),
+            ">=",
+            3.0,
+            "x",
+        ),
+        Target(
+            "B1",
+            "db_pool speed-up over SQLAlchemy QueuePool",
+            faster(SQLALCHEMY),
+            ">=",
+            3.0,
+            "x",
+        ),
+        Target(
+            "B1", "db_pool cost over LightQueue get/put", ratio(ref, lq), "<=", 3.0, "x"
+        ),
     ]
     return text, targets
 
@@ -134,27 +179,56 @@ def b2(result: dict[str, Any]) -> tuple[str, list[Target]]:
     rows = _rows_by_key(result)
     ref = rows.get(DB_POOL, {}).get("throughput")
     text = table(
-        ["pool", "cycles/s", "x db_pool", "wait p50 ms", "p99 ms", "max ms",
-         "max/p50", "overtakes %"],
-        [(r["label"], r["throughput"], ratio(r["throughput"], ref),
-          r["wait_p50_ms"], r["wait_p99_ms"], r["wait_max_ms"],
-          ratio(r["wait_max_ms"], r["wait_p50_ms"]), r["overtake_pct"])
-         for r in result["rows"]],
+        [
+            "pool",
+            "cycles/s",
+            "x db_pool",
+            "wait p50 ms",
+            "p99 ms",
+            "max ms",
+            "max/p50",
+            "overtakes %",
+        ],
+        [
+            (
+                r["label"],
+                r["throughput"],
+                ratio(r["throughput"], ref),
+                r["wait_p50_ms"],
+                r["wait_p99_ms"],
+                r["wait_max_ms"],
+                ratio(r["wait_max_ms"], r["wait_p50_ms"]),
+                r["overtake_pct"],
+            )
+            for r in result["rows"]
+        ],
     )
-    text += ("\n  (x db_pool: throughput over db_pool's; overtakes: checkouts"
-             " that completed while an earlier get() was still waiting;"
-             "\n   max/p50 is '-' where the median wait is 0, i.e. most"
-             " checkouts barged in without waiting)")
+    text += (
+        "\n  (x db_pool: throughput over db_pool's; overtakes: checkouts"
+        " that completed while an earlier get() was still waiting;"
+        "\n   max/p50 is '-' where the median wait is 0, i.e. most"
+        " checkouts barged in without waiting)"
+    )
     mine = rows.get(DB_POOL, {})
     eventlet = rows.get(EVENTLET, {}).get("throughput")
     targets = [
-        Target("B2", "db_pool overtakes", mine.get("overtake_pct"), "==", 0.0,
-               "%"),
-        Target("B2", "db_pool longest wait over median wait",
-               ratio(mine.get("wait_max_ms"), mine.get("wait_p50_ms")),
-               "<=", 2.0, "x"),
-        Target("B2", "db_pool throughput over eventlet.db_pool",
-               ratio(mine.get("throughput"), eventlet), ">=", 1.25, "x"),
+        Target("B2", "db_pool overtakes", mine.get("overtake_pct"), "==", 0.0, "%"),
+        Target(
+            "B2",
+            "db_pool longest wait over median wait",
+            ratio(mine.get("wait_max_ms"), mine.get("wait_p50_ms")),
+            "<=",
+            2.0,
+            "x",
+        ),
+        Target(
+            "B2",
+            "db_pool throughput over eventlet.db_pool",
+            ratio(mine.get("throughput"), eventlet),
+            ">=",
+            1.25,
+            "x",
+        ),
     ]
     return text, targets
 
@@ -174,40 +248,82 @@ def b3(result: dict[str, Any]) -> tuple[str, list[Target]]:
     for db_key, db in result["databases"].items():
         if "skipped" in db:
             parts.append(f"  {db_key}: SKIPPED ({db['skipped']})")
-            for name, bound in (("default reset", 0.95), ("cleanup=rollback", 0.95),
-                                ("autocommit, default reset", 0.85)):
-                targets.append(Target("B3", f"{db_key} db_pool {name}", None,
-                                      ">=", bound, note="(database skipped)"))
+            for name, bound in (
+                ("default reset", 0.95),
+                ("cleanup=rollback", 0.95),
+                ("autocommit, default reset", 0.85),
+            ):
+                targets.append(
+                    Target(
+                        "B3",
+                        f"{db_key} db_pool {name}",
+                        None,
+                        ">=",
+                        bound,
+                        note="(database skipped)",
+                    )
+                )
             continue
         rows = _rows_by_key(db)
         # The reference for "x db_pool": db_pool's default on the same workload.
-        ref = {False: rows.get("db_pool", {}).get("qps"),
-               True: rows.get("db_pool_ac", {}).get("qps")}
+        ref = {
+            False: rows.get("db_pool", {}).get("qps"),
+            True: rows.get("db_pool_ac", {}).get("qps"),
+        }
         lines = []
         for r in db["rows"]:
             autocommit = r["key"].endswith("_ac") or r["key"] == "ceiling_autocommit"
-            lines.append((
-                r["label"], r.get("qps"),
-                None if r["pool"] is None else ratio(r.get("qps"), ref[autocommit]),
-                r.get("fraction"), _CEILING_SHORT.get(r["ceiling"] or "", ""),
-                r.get("fraction_of_noreset"),
-                r.get("starved"), r.get("error", "")))
+            lines.append(
+                (
+                    r["label"],
+                    r.get("qps"),
+                    None if r["pool"] is None else ratio(r.get("qps"), ref[autocommit]),
+                    r.get("fraction"),
+                    _CEILING_SHORT.get(r["ceiling"] or "", ""),
+                    r.get("fraction_of_noreset"),
+                    r.get("starved"),
+                    r.get("error", ""),
+                )
+            )
         parts.append(f"  {db['driver']}")
-        parts.append(table(
-            ["configuration", "queries/s", "x db_pool", "of ceiling", "ceiling",
-             "of no-reset", "starved", ""], lines, indent="    "))
-        for key, name in (("db_pool", "default reset"),
-                          ("db_pool_rb", "cleanup=rollback"),
-                          ("db_pool_ac", "autocommit, default reset")):
+        parts.append(
+            table(
+                [
+                    "configuration",
+                    "queries/s",
+                    "x db_pool",
+                    "of ceiling",
+                    "ceiling",
+                    "of no-reset",
+                    "starved",
+                    "",
+                ],
+                lines,
+                indent="    ",
+            )
+        )
+        for key, name in (
+            ("db_pool", "default reset"),
+            ("db_pool_rb", "cleanup=rollback"),
+            ("db_pool_ac", "autocommit, default reset"),
+        ):
             r = rows.get(key, {})
             ceiling = _CEILING_SHORT.get(r.get("ceiling") or "", "")
-            targets.append(Target(
-                "B3", f"{db_key} db_pool {name}, fraction of {ceiling} ceiling",
-                r.get("fraction"), ">=", r.get("target") or 0.0))
+            targets.append(
+                Target(
+                    "B3",
+                    f"{db_key} db_pool {name}, fraction of {ceiling} ceiling",
+                    r.get("fraction"),
+                    ">=",
+                    r.get("target") or 0.0,
+                )
+            )
     text = "\n".join(parts)
-    text += ("\n  (of ceiling: queries/s over the matching ceiling's; starved:"
-             " green threads that ran no query in the timed window;"
-             "\n   x db_pool: over db_pool's default reset on the same workload)")
+    text += (
+        "\n  (of ceiling: queries/s over the matching ceiling's; starved:"
+        " green threads that ran no query in the timed window;"
+        "\n   x db_pool: over db_pool's default reset on the same workload)"
+    )
     return text, targets
 
 
@@ -216,22 +332,44 @@ def b3(result: dict[str, Any]) -> tuple[str, list[Target]]:
 
 def b4(result: dict[str, Any]) -> tuple[str, list[Target]]:
     if "skipped" in result:
-        return (f"  SKIPPED ({result['skipped']})",
-                [Target("B4", "flatness over pool sizes", None, "<=", 1.2, "x"),
-                 Target("B4", "flatness over queued waiters", None, "<=", 1.2, "x")])
+        return (
+            f"  SKIPPED ({result['skipped']})",
+            [
+                Target("B4", "flatness over pool sizes", None, "<=", 1.2, "x"),
+                Target("B4", "flatness over queued waiters", None, "<=", 1.2, "x"),
+            ],
+        )
     base = result["sizes"][0]["us_per_cycle"]
     text = table(
         ["pool size (idle connections)", "µs/cycle", "x size 1"],
-        [(f"max_size {r['max_size']}", r["us_per_cycle"],
-          ratio(r["us_per_cycle"], base)) for r in result["sizes"]],
+        [
+            (
+                f"max_size {r['max_size']}",
+                r["us_per_cycle"],
+                ratio(r["us_per_cycle"], base),
+            )
+            for r in result["sizes"]
+        ],
     )
     text += "\n\n" + table(
-        ["waiters queued (relay, max_size 1)", "µs/cycle", "floor µs", "x floor",
-         "hand-offs %"],
-        [(f"{r['waiters']} waiters" + (" (one thread: no hand-off)"
-                                        if r["waiters"] == 0 else ""),
-          r["us_per_cycle"], r["floor_us_per_cycle"], r["over_floor"],
-          r.get("handoff_pct")) for r in result["depths"]],
+        [
+            "waiters queued (relay, max_size 1)",
+            "µs/cycle",
+            "floor µs",
+            "x floor",
+            "hand-offs %",
+        ],
+        [
+            (
+                f"{r['waiters']} waiters"
+                + (" (one thread: no hand-off)" if r["waiters"] == 0 else ""),
+                r["us_per_cycle"],
+                r["floor_us_per_cycle"],
+                r["over_floor"],
+                r.get("handoff_pct"),
+            )
+            for r in result["depths"]
+        ],
     )
     text += (
         "\n  (relay: depth + 1 green threads loop get(); put() on one connection,"
@@ -247,10 +385,22 @@ def b4(result: dict[str, Any]) -> tuple[str, list[Target]]:
         f" {_num(result['floor_depth_flatness'])}x)"
     )
     targets = [
-        Target("B4", "flatness over max_size 1..1000 (max/min)",
-               result["size_flatness"], "<=", 1.2, "x"),
-        Target("B4", "flatness over 1..10,000 queued waiters (max/min of x floor)",
-               result["depth_flatness"], "<=", 1.2, "x"),
+        Target(
+            "B4",
+            "flatness over max_size 1..1000 (max/min)",
+            result["size_flatness"],
+            "<=",
+            1.2,
+            "x",
+        ),
+        Target(
+            "B4",
+            "flatness over 1..10,000 queued waiters (max/min of x floor)",
+            result["depth_flatness"],
+            "<=",
+            1.2,
+            "x",
+        ),
     ]
     return text, targets
 
@@ -260,47 +410,78 @@ def b4(result: dict[str, Any]) -> tuple[str, list[Target]]:
 
 def b5(result: dict[str, Any]) -> tuple[str, list[Target]]:
     if "skipped" in result:
-        return (f"  SKIPPED ({result['skipped']})",
-                [Target("B5", "RSS growth", None, "<", MB / 1e6, " MB")])
+        return (
+            f"  SKIPPED ({result['skipped']})",
+            [Target("B5", "RSS growth", None, "<", MB / 1e6, " MB")],
+        )
     g = result["growth"]
     text = table(
         ["measure", "value"],
-        [(f"RSS growth over {g['cycles']:,} cycles",
-          f"{g['rss_growth_bytes'] / 1024:,.0f} KiB"),
-         ("gc-tracked objects growth", f"{g['gc_objects_growth']:,}")],
+        [
+            (
+                f"RSS growth over {g['cycles']:,} cycles",
+                f"{g['rss_growth_bytes'] / 1024:,.0f} KiB",
+            ),
+            ("gc-tracked objects growth", f"{g['gc_objects_growth']:,}"),
+        ],
     )
     rows = []
     for name in ("fake", "sqlite3"):
         r = result.get(f"idle_{name}")
         if r:
-            rows.append((f"{name} x {r['connections']:,}", r["bare_bytes_each"],
-                         r["pooled_bytes_each"], r["pool_overhead_bytes_each"]))
+            rows.append(
+                (
+                    f"{name} x {r['connections']:,}",
+                    r["bare_bytes_each"],
+                    r["pooled_bytes_each"],
+                    r["pool_overhead_bytes_each"],
+                )
+            )
     text += "\n\n" + table(
         ["idle connections", "bare B/conn", "in pool B/conn", "pool overhead B/conn"],
         rows,
     )
-    text += ("\n  (each figure measured in a fresh interpreter; bare: connections"
-             " held in a list)")
-    targets = [Target("B5", f"RSS growth over {g['cycles']:,} cycles",
-                      g["rss_growth_bytes"] / 1e6, "<", MB / 1e6, " MB")]
+    text += (
+        "\n  (each figure measured in a fresh interpreter; bare: connections"
+        " held in a list)"
+    )
+    targets = [
+        Target(
+            "B5",
+            f"RSS growth over {g['cycles']:,} cycles",
+            g["rss_growth_bytes"] / 1e6,
+            "<",
+            MB / 1e6,
+            " MB",
+        )
+    ]
     return text, targets
 
 
 SECTIONS: dict[str, Callable[[dict[str, Any]], tuple[str, list[Target]]]] = {
-    "B1": b1, "B2": b2, "B3": b3, "B4": b4, "B5": b5,
+    "B1": b1,
+    "B2": b2,
+    "B3": b3,
+    "B4": b4,
+    "B5": b5,
 }
 
 
 def section_header(bench: str, result: dict[str, Any]) -> str:
     detail = {
         "B1": lambda r: f"pool size {r['pool_size']}, median of {r['rounds']} rounds",
-        "B2": lambda r: (f"{r['threads']} green threads x {r['cycles']} cycles on"
-                         f" {r['slots']} slots, median of {r['rounds']} rounds"),
-        "B3": lambda r: (f"{r['seconds_per_round']:g} s per round, median of"
-                         f" {r['rounds']} rounds; psycopg2 green by"
-                         f" {r['psycopg2_green']}"),
-        "B4": lambda r: (f"{r['pool']}, median of {r['rounds']} rounds"
-                         if "pool" in r else ""),
+        "B2": lambda r: (
+            f"{r['threads']} green threads x {r['cycles']} cycles on"
+            f" {r['slots']} slots, median of {r['rounds']} rounds"
+        ),
+        "B3": lambda r: (
+            f"{r['seconds_per_round']:g} s per round, median of"
+            f" {r['rounds']} rounds; psycopg2 green by"
+            f" {r['psycopg2_green']}"
+        ),
+        "B4": lambda r: (
+            f"{r['pool']}, median of {r['rounds']} rounds" if "pool" in r else ""
+        ),
         "B5": lambda r: r.get("pool", ""),
     }[bench](result)
     return f"{result['title']}\n  ({detail})"
@@ -319,10 +500,18 @@ def chart(results: dict[str, Any], targets: list[Target], path: str) -> None:
     fig.suptitle("db_pool benchmarks (medians)")
     ax_iter = iter(axes.flat)
 
-    def barh(ax: Any, labels: list[str], values: list[float], title: str,
-             xlabel: str, log: bool = False) -> None:
-        colors = ["tab:green" if "db_pool" in lb and "eventlet" not in lb
-                  else "tab:gray" for lb in labels]
+    def barh(
+        ax: Any,
+        labels: list[str],
+        values: list[float],
+        title: str,
+        xlabel: str,
+        log: bool = False,
+    ) -> None:
+        colors = [
+            "tab:green" if "db_pool" in lb and "eventlet" not in lb else "tab:gray"
+            for lb in labels
+        ]
         ax.barh(range(len(values)), values, color=colors)
         ax.set_yticks(range(len(values)))
         ax.set_yticklabels(labels, fontsize=8)
@@ -334,13 +523,24 @@ def chart(results: dict[str, Any], targets: list[Target], path: str) -> None:
 
     if "B1" in results:
         r = results["B1"]["rows"]
-        barh(next(ax_iter), [x["label"] for x in r], [x["us_per_cycle"] for x in r],
-             "B1 checkout+checkin, one green thread", "µs per cycle (log)", log=True)
+        barh(
+            next(ax_iter),
+            [x["label"] for x in r],
+            [x["us_per_cycle"] for x in r],
+            "B1 checkout+checkin, one green thread",
+            "µs per cycle (log)",
+            log=True,
+        )
     if "B2" in results:
         r = results["B2"]["rows"]
         ax = next(ax_iter)
-        barh(ax, [f"{x['label']} ({x['overtake_pct']:.0f}% overtake)" for x in r],
-             [x["throughput"] for x in r], "B2 contention", "cycles/s")
+        barh(
+            ax,
+            [f"{x['label']} ({x['overtake_pct']:.0f}% overtake)" for x in r],
+            [x["throughput"] for x in r],
+            "B2 contention",
+            "cycles/s",
+        )
     if "B3" in results:
         ax = next(ax_iter)
         labels: list[str] = []
@@ -350,19 +550,28 @@ def chart(results: dict[str, Any], targets: list[Target], path: str) -> None:
                 if x["pool"] is not None and "fraction" in x:
                     labels.append(f"{db_key}: {x['label']}")
                     values.append(x["fraction"])
-        barh(ax, labels, values, "B3 SELECT 1: fraction of matching ceiling",
-             "fraction")
+        barh(
+            ax, labels, values, "B3 SELECT 1: fraction of matching ceiling", "fraction"
+        )
         ax.axvline(0.95, color="tab:red", linestyle="--", linewidth=1)
         ax.axvline(0.85, color="tab:orange", linestyle=":", linewidth=1)
         ax.tick_params(axis="y", labelsize=6)
     if "B4" in results:
         ax = next(ax_iter)
         r = results["B4"]
-        ax.plot([x["max_size"] for x in r["sizes"]],
-                [x["us_per_cycle"] for x in r["sizes"]], "o-", label="pool size")
+        ax.plot(
+            [x["max_size"] for x in r["sizes"]],
+            [x["us_per_cycle"] for x in r["sizes"]],
+            "o-",
+            label="pool size",
+        )
         depths = [x for x in r["depths"] if x["waiters"] > 0]
-        ax.plot([x["waiters"] for x in depths], [x["us_per_cycle"] for x in depths],
-                "s-", label="queued waiters (relay)")
+        ax.plot(
+            [x["waiters"] for x in depths],
+            [x["us_per_cycle"] for x in depths],
+            "s-",
+            label="queued waiters (relay)",
+        )
         ax.set_xscale("log")
         ax.set_ylim(bottom=0)
         ax.set_title("B4 scale", fontsize=10)
@@ -373,19 +582,30 @@ def chart(results: dict[str, Any], targets: list[Target], path: str) -> None:
         ax = next(ax_iter)
         r = results["B5"]
         labels = ["RSS growth (KiB)"] + [
-            f"pool overhead per idle {n} conn (B)" for n in ("fake", "sqlite3")
-            if f"idle_{n}" in r]
+            f"pool overhead per idle {n} conn (B)"
+            for n in ("fake", "sqlite3")
+            if f"idle_{n}" in r
+        ]
         values = [r["growth"]["rss_growth_bytes"] / 1024] + [
-            r[f"idle_{n}"]["pool_overhead_bytes_each"] for n in ("fake", "sqlite3")
-            if f"idle_{n}" in r]
+            r[f"idle_{n}"]["pool_overhead_bytes_each"]
+            for n in ("fake", "sqlite3")
+            if f"idle_{n}" in r
+        ]
         barh(ax, labels, values, f"B5 memory ({r['growth']['cycles']:,} cycles)", "")
     ax = next(ax_iter)
     ax.axis("off")
     ax.set_title("targets", fontsize=10)
     for i, t in enumerate(targets):
         color = {PASS: "tab:green", FAIL: "tab:red", SKIP: "tab:gray"}[t.status]
-        ax.text(0, 1 - i * 0.055, f"{t.status}  {t.bench} {t.name}", color=color,
-                fontsize=7, transform=ax.transAxes, va="top")
+        ax.text(
+            0,
+            1 - i * 0.055,
+            f"{t.status}  {t.bench} {t.name}",
+            color=color,
+            fontsize=7,
+            transform=ax.transAxes,
+            va="top",
+        )
     for ax in ax_iter:
         ax.axis("off")
     fig.tight_layout()
