@@ -525,9 +525,10 @@ class ServerList:
             pairs.append(("server list", self._list_error))
         detail = "; ".join("%s: %s" % pair for pair in pairs)
         name = self._pool.name
-        if deadline is not None and now >= deadline and any(
-            text.startswith("not tried") for _, text in pairs
-        ):
+        # The last attempt is given what is left of the deadline, so when it
+        # times out the caller's deadline has passed: that is a PoolTimeout
+        # (the same error the pool raises for any other checkout too slow).
+        if deadline is not None and now >= deadline - 0.001:
             raise PoolTimeout(
                 "pool %r: no server gave a connection within the caller's "
                 "deadline (%s)" % (name, detail),
