@@ -21,6 +21,7 @@ from typing import Any
 
 from . import b1, b2, b3, b4, b5, report
 from .candidates import DB_POOL, HANDOFF, load_db_pool, roster
+from .harness import CpuMeter
 
 BENCHES = ("B1", "B2", "B3", "B4", "B5")
 
@@ -143,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("  " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()))
     print("  one monkey-patched process; rounds alternate candidates; medians")
+    if env["loadavg"][0] > 0.5:
+        print(
+            f"  WARNING: load average {env['loadavg'][0]:.2f} at start: other work"
+            " on this machine makes every figure noisier"
+        )
     if note:
         print(f"  NOTE: {note}")
     print()
@@ -152,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     for bench in args.only:
         t0 = time.monotonic()
+        meter = CpuMeter()
         log(f"{bench} running")
         if bench == "B1":
             results[bench] = b1.run(candidates, args.quick)
@@ -169,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         elif bench == "B5":
             results[bench] = b5.run(args.quick, args.stand_in)
         results[bench]["seconds"] = time.monotonic() - t0
+        results[bench]["others_cpu_pct"] = meter.others_percent()
         text, found = report.SECTIONS[bench](results[bench])
         print(report.section_header(bench, results[bench]))
         print(text)

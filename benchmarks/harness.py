@@ -72,3 +72,40 @@ def calibrate(get: Callable[[], T], put: Callable[[T], object], seconds: float) 
         if elapsed >= 0.02:
             return max(1000, int(n * seconds / elapsed))
         n *= 4
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _machine_busy_seconds() -> float:
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / _TICK
+
+
+def _own_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class CpuMeter:
+    """How much CPU the rest of the machine used while we measured.
+
+    Busy time of all CPUs (``/proc/stat``) less this process's own (and its
+    children's), as a share of all the CPU time there was.  On a quiet
+    machine it stays near zero for the fake-driver benchmarks; for the real
+    databases it includes the database servers, which is expected.
+    """
+
+    def __init__(self) -> None:
+        self._wall = clock()
+        self._busy = _machine_busy_seconds()
+        self._own = _own_cpu_seconds()
+
+    def others_percent(self) -> float:
+        wall = clock() - self._wall
+        busy = _machine_busy_seconds() - self._busy
+        own = _own_cpu_seconds() - self._own
+        capacity = wall * (os.cpu_count() or 1)
+        return max(0.0, 100.0 * (busy - own) / capacity) if capacity else 0.0

@@ -6,6 +6,7 @@ import math
 from typing import Any, Callable, Iterable, Sequence
 
 from .candidates import DB_POOL, EVENTLET, LIGHT_QUEUE, SQLALCHEMY
+from .harness import median
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 MB = 1_000_000
@@ -52,6 +53,14 @@ def _num(value: float) -> str:
     if a >= 1:
         return f"{value:.2f}"
     return f"{value:.3f}"
+
+
+def _spread(samples: Sequence[float]) -> float | None:
+    """(max - min) / median, in percent: how much the rounds disagreed."""
+    if len(samples) < 2:
+        return None
+    mid = median(samples)
+    return 100.0 * (max(samples) - min(samples)) / mid if mid else None
 
 
 def ratio(value: float | None, reference: float | None) -> float | None:
@@ -206,8 +215,8 @@ def b2(result: dict[str, Any]) -> tuple[str, list[Target]]:
     text += (
         "\n  (x db_pool: throughput over db_pool's; overtakes: checkouts"
         " that completed while an earlier get() was still waiting;"
-        "\n   max/p50 is '-' where the median wait is 0, i.e. most"
-        " checkouts barged in without waiting)"
+        "\n   a median wait near 0 with a long tail means newcomers barged in"
+        " while earlier callers starved)"
     )
     mine = rows.get(DB_POOL, {})
     eventlet = rows.get(EVENTLET, {}).get("throughput")
@@ -277,6 +286,7 @@ def b3(result: dict[str, Any]) -> tuple[str, list[Target]]:
                 (
                     r["label"],
                     r.get("qps"),
+                    _spread([x["qps"] for x in r.get("samples", [])]),
                     None if r["pool"] is None else ratio(r.get("qps"), ref[autocommit]),
                     r.get("fraction"),
                     _CEILING_SHORT.get(r["ceiling"] or "", ""),
@@ -291,6 +301,7 @@ def b3(result: dict[str, Any]) -> tuple[str, list[Target]]:
                 [
                     "configuration",
                     "queries/s",
+                    "spread %",
                     "x db_pool",
                     "of ceiling",
                     "ceiling",
@@ -320,7 +331,8 @@ def b3(result: dict[str, Any]) -> tuple[str, list[Target]]:
             )
     text = "\n".join(parts)
     text += (
-        "\n  (of ceiling: queries/s over the matching ceiling's; starved:"
+        "\n  (of ceiling: queries/s over the matching ceiling's; spread: (max - min) /"
+        " median over the rounds;\n   starved:"
         " green threads that ran no query in the timed window;"
         "\n   x db_pool: over db_pool's default reset on the same workload)"
     )
@@ -484,7 +496,15 @@ def section_header(bench: str, result: dict[str, Any]) -> str:
         ),
         "B5": lambda r: r.get("pool", ""),
     }[bench](result)
-    return f"{result['title']}\n  ({detail})"
+    text = f"{result['title']}\n  ({detail})" if detail else result["title"]
+    others = result.get("others_cpu_pct")
+    if others is not None:
+        text += (
+            f"\n  ({result['seconds']:.0f} s; other processes used {others:.0f} % of"
+            " the machine's CPU meanwhile"
+            + (", database servers included)" if bench == "B3" else ")")
+        )
+    return text
 
 
 # -- chart -----------------------------------------------------------------------
