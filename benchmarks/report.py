@@ -511,12 +511,13 @@ def section_header(bench: str, result: dict[str, Any]) -> str:
 
 
 def chart(results: dict[str, Any], targets: list[Target], path: str) -> None:
+    """Draw every benchmark that ran, plus the targets, into one PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 3, figsize=(18, 10))
+    fig, axes = plt.subplots(2, 3, figsize=(21, 11), layout="constrained")
     fig.suptitle("db_pool benchmarks (medians)")
     ax_iter = iter(axes.flat)
 
@@ -529,7 +530,7 @@ def chart(results: dict[str, Any], targets: list[Target], path: str) -> None:
         log: bool = False,
     ) -> None:
         colors = [
-            "tab:green" if "db_pool" in lb and "eventlet" not in lb else "tab:gray"
+            "tab:green" if lb.startswith("db_pool") or ": db_pool" in lb else "tab:gray"
             for lb in labels
         ]
         ax.barh(range(len(values)), values, color=colors)
@@ -541,24 +542,39 @@ def chart(results: dict[str, Any], targets: list[Target], path: str) -> None:
         if log:
             ax.set_xscale("log")
 
+    def text_panel(ax: Any, title: str, lines: list[tuple[str, str]]) -> None:
+        ax.axis("off")
+        ax.set_title(title, fontsize=10)
+        for i, (line, color) in enumerate(lines):
+            ax.text(
+                0,
+                1 - i * 0.05,
+                line,
+                color=color,
+                fontsize=8,
+                family="monospace",
+                transform=ax.transAxes,
+                va="top",
+            )
+
     if "B1" in results:
         r = results["B1"]["rows"]
         barh(
             next(ax_iter),
             [x["label"] for x in r],
             [x["us_per_cycle"] for x in r],
-            "B1 checkout+checkin, one green thread",
+            "B1 checkout + checkin, one green thread",
             "µs per cycle (log)",
             log=True,
         )
     if "B2" in results:
         r = results["B2"]["rows"]
-        ax = next(ax_iter)
         barh(
-            ax,
-            [f"{x['label']} ({x['overtake_pct']:.0f}% overtake)" for x in r],
+            next(ax_iter),
+            [f"{x['label']} ({x['overtake_pct']:.0f} % overtake)" for x in r],
             [x["throughput"] for x in r],
-            "B2 contention",
+            f"B2 contention: {results['B2']['threads']} green threads, "
+            f"{results['B2']['slots']} slots",
             "cycles/s",
         )
     if "B3" in results:
@@ -571,63 +587,76 @@ def chart(results: dict[str, Any], targets: list[Target], path: str) -> None:
                     labels.append(f"{db_key}: {x['label']}")
                     values.append(x["fraction"])
         barh(
-            ax, labels, values, "B3 SELECT 1: fraction of matching ceiling", "fraction"
+            ax,
+            labels,
+            values,
+            "B3 SELECT 1: fraction of the matching ceiling",
+            "fraction (red: 0.95, orange: 0.85)",
         )
         ax.axvline(0.95, color="tab:red", linestyle="--", linewidth=1)
         ax.axvline(0.85, color="tab:orange", linestyle=":", linewidth=1)
-        ax.tick_params(axis="y", labelsize=6)
-    if "B4" in results:
+        ax.tick_params(axis="y", labelsize=7)
+    if "B4" in results and "sizes" in results["B4"]:
         ax = next(ax_iter)
         r = results["B4"]
+        depths = [x for x in r["depths"] if x["waiters"] > 0]
         ax.plot(
             [x["max_size"] for x in r["sizes"]],
             [x["us_per_cycle"] for x in r["sizes"]],
             "o-",
-            label="pool size",
+            label="db_pool, B1 cycle at max_size",
         )
-        depths = [x for x in r["depths"] if x["waiters"] > 0]
         ax.plot(
             [x["waiters"] for x in depths],
             [x["us_per_cycle"] for x in depths],
             "s-",
-            label="queued waiters (relay)",
+            label="db_pool, relay with N waiters",
+        )
+        ax.plot(
+            [x["waiters"] for x in depths],
+            [x["floor_us_per_cycle"] for x in depths],
+            "^--",
+            label="floor (greenlet hand-off), relay with N waiters",
         )
         ax.set_xscale("log")
         ax.set_ylim(bottom=0)
         ax.set_title("B4 scale", fontsize=10)
-        ax.set_xlabel("max_size / waiters (log)")
+        ax.set_xlabel("max_size or waiters (log)")
         ax.set_ylabel("µs per cycle")
         ax.legend(fontsize=8)
     if "B5" in results and "growth" in results["B5"]:
-        ax = next(ax_iter)
         r = results["B5"]
-        labels = ["RSS growth (KiB)"] + [
-            f"pool overhead per idle {n} conn (B)"
-            for n in ("fake", "sqlite3")
-            if f"idle_{n}" in r
+        g = r["growth"]
+        lines = [
+            (
+                f"RSS growth over {g['cycles']:,} cycles:"
+                f" {g['rss_growth_bytes'] / 1024:,.0f} KiB",
+                "black",
+            ),
+            (f"gc-tracked objects growth: {g['gc_objects_growth']:,}", "black"),
+            ("", "black"),
         ]
-        values = [r["growth"]["rss_growth_bytes"] / 1024] + [
-            r[f"idle_{n}"]["pool_overhead_bytes_each"]
-            for n in ("fake", "sqlite3")
-            if f"idle_{n}" in r
-        ]
-        barh(ax, labels, values, f"B5 memory ({r['growth']['cycles']:,} cycles)", "")
-    ax = next(ax_iter)
-    ax.axis("off")
-    ax.set_title("targets", fontsize=10)
-    for i, t in enumerate(targets):
-        color = {PASS: "tab:green", FAIL: "tab:red", SKIP: "tab:gray"}[t.status]
-        ax.text(
-            0,
-            1 - i * 0.055,
-            f"{t.status}  {t.bench} {t.name}",
-            color=color,
-            fontsize=7,
-            transform=ax.transAxes,
-            va="top",
-        )
+        for name in ("fake", "sqlite3"):
+            idle = r.get(f"idle_{name}")
+            if idle:
+                lines.append(
+                    (f"{idle['connections']:,} idle {name} connections:", "black")
+                )
+                lines.append(
+                    (
+                        f"  bare {idle['bare_bytes_each']:,.0f} B each, in pool"
+                        f" {idle['pooled_bytes_each']:,.0f} B each",
+                        "black",
+                    )
+                )
+        text_panel(next(ax_iter), f"B5 memory ({r.get('pool', '')})", lines)
+    colors = {PASS: "tab:green", FAIL: "tab:red", SKIP: "tab:gray"}
+    text_panel(
+        next(ax_iter),
+        "targets",
+        [(t.line().strip(), colors[t.status]) for t in targets],
+    )
     for ax in ax_iter:
         ax.axis("off")
-    fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
