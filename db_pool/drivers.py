@@ -249,8 +249,15 @@ class PyMySQLDriver(MySQLDriver):
             if not raw.open:
                 return None
             result = raw._result
-            if result is not None and getattr(result, "unbuffered_active", False):
-                # A result is still being streamed: the status is stale.
+            if result is not None and (
+                getattr(result, "unbuffered_active", False)
+                or getattr(result, "server_status", None) is None
+            ):
+                # A result is still being streamed, or the last statement
+                # returned rows: PyMySQL reads the status flags only from OK
+                # packets, not from the EOF packet that ends a result set, so
+                # server_status is the one from before that statement (a
+                # SELECT that opened a transaction would look idle).
                 return None
             status = raw.server_status
         except Exception:
