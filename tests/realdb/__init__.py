@@ -1,0 +1,1 @@
+"""Tests against real PostgreSQL and MariaDB servers (marked realdb)."""
