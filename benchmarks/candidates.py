@@ -315,7 +315,7 @@ def roster(stand_in: bool = False) -> tuple[list[Candidate], str]:
     if stand_in:
         note = "eventlet.db_pool stands in for db_pool (harness development only)"
     elif module is None:
-        note = f"db_pool not importable, skipped ({missing})"
+        note = f"db_pool not importable ({missing})"
     else:
         note = ""
     return pools, note
