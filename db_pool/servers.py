@@ -10,11 +10,11 @@ How a new connection is opened (:meth:`ServerList.create`):
 - The list is shuffled once, then walked round-robin: each new connection
   starts one server further, so connections spread evenly and many
   processes with the same list do not all start on the same server.
-- A server whose connect fails is marked *down* until a retry time
-  (exponential backoff with jitter, from the pool's ``reconnect_delay``);
-  down servers are skipped.  When the retry time comes, one caller at a
-  time probes the server; success brings it back into the rotation,
-  failure doubles its backoff.
+- A server whose connect fails is marked *down* and skipped.  Callers
+  never wait for a down server: a background green thread probes it (one
+  connect, closed at once) after a backoff with jitter (from the pool's
+  ``reconnect_delay``, doubling after each failed probe); when a probe
+  succeeds the server is back in the rotation, without a restart.
 - One connect attempt gets at most ``connect_timeout``, and never more than
   an equal share of what is left of the caller's deadline among the servers
   still to try, so one server that hangs cannot use up the whole deadline.
@@ -22,17 +22,19 @@ How a new connection is opened (:meth:`ServerList.create`):
   names every server and its error (passwords removed).  If the list came
   from a callable, it is read again first and new servers are tried.
 
-This module does no I/O of its own besides the connects, and changes its
-state only between them: green threads switch only at I/O, so no lock is
-needed.
+This module does no I/O of its own besides the connects (and closing a
+probe's connection), and changes its state only between them: green threads
+switch only at I/O, so no lock is needed.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import time
+import weakref
 from collections.abc import Mapping
 from typing import Any, Callable
 
@@ -51,6 +53,9 @@ monotonic = _green.monotonic
 #: file instead.  Every other driver takes ``host`` and ``port`` (psycopg2,
 #: PyMySQL, MySQLdb, and most DB-API drivers for networked databases).
 _FILE_DRIVERS = {"sqlite3": "database"}
+
+#: Seconds a background probe may take when the pool has no connect_timeout.
+PROBE_TIMEOUT = 10.0
 
 
 def _host_port(text: str) -> tuple[str, int | None]:
@@ -201,6 +206,7 @@ class Server:
         "down_until",
         "down_since",
         "probing",
+        "probes",
         "failures_in_row",
         "last_error",
         "avoid_until",
@@ -215,11 +221,13 @@ class Server:
         self.kwargs = kwargs
         self.key = _entry_key(kwargs)
         self.backoff = backoff
-        #: monotonic() time before which the server is skipped (0: up).
+        #: monotonic() time of the next background probe (0: up).
         self.down_until = 0.0
         self.down_since: float | None = None
-        #: True while one caller tries a server that had failed.
+        #: True while the background probe of this (down) server runs.
         self.probing = False
+        self.probes = 0
+        #: 0: up; otherwise how many connects in a row failed (down).
         self.failures_in_row = 0
         self.last_error: str | None = None
         #: A connection to it just died: put it last in the order for a
@@ -230,10 +238,9 @@ class Server:
         self.disconnects = 0
         self.open = 0
 
-    def available(self, now: float) -> bool:
-        if self.failures_in_row == 0:
-            return True
-        return now >= self.down_until and not self.probing
+    @property
+    def up(self) -> bool:
+        return self.failures_in_row == 0
 
     def __str__(self) -> str:
         return self.label
@@ -274,6 +281,7 @@ class ServerList:
         self._reread_backoff = Backoff(*self._delays)
         self._reread_at = 0.0
         self._list_error: str | None = None
+        self._prober: Any = None
         self._pid = os.getpid()
 
     # ------------------------------------------------------------------
@@ -325,16 +333,18 @@ class ServerList:
             for server in self._servers:
                 server.open = 0
                 server.probing = False
+            self._prober = None
+            if any(not server.up for server in self._servers):
+                self._ensure_prober()
 
     # ------------------------------------------------------------------
-    def _order(self, now: float) -> tuple[list[Server], list[Server]]:
-        """(servers to try now in order, servers skipped because down)."""
+    def _order(self, now: float) -> list[Server]:
+        """The servers that are up, in the order to try them now."""
         servers = self._servers
         n = len(servers)
         start = self._cursor % n
         rotated = servers[start:] + servers[:start]
-        ready = [s for s in rotated if s.available(now)]
-        skipped = [s for s in rotated if not s.available(now)]
+        ready = [s for s in rotated if s.up]
         if len(ready) > 1:
             # Stable: servers that just lost a connection go last.
             ready.sort(key=lambda s: s.avoid_until > now)
@@ -343,7 +353,7 @@ class ServerList:
         # spread evenly over the others.
         first = ready[0] if ready else rotated[0]
         self._cursor = (servers.index(first) + 1) % n
-        return ready, skipped
+        return ready
 
     def create(self, deadline: float | None) -> tuple[float, float, Any, Server]:
         """Open a connection on the next server that gives one.
@@ -355,9 +365,8 @@ class ServerList:
         """
         self._check_fork()
         now = monotonic()
-        ready, skipped = self._order(now)
         errors: dict[Server, str] = {}
-        result = self._try(ready, deadline, errors)
+        result = self._try(self._order(now), deadline, errors)
         if result is not None:
             return result
         if self._source is not None and monotonic() >= self._reread_at:
@@ -366,8 +375,7 @@ class ServerList:
                 result = self._try(fresh, deadline, errors)
                 if result is not None:
                     return result
-                skipped = [s for s in skipped if s in self._servers]
-        self._raise(ready, skipped, errors, deadline)
+        self._raise(errors, deadline)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _try(
@@ -379,10 +387,9 @@ class ServerList:
         for index, server in enumerate(candidates):
             if deadline is not None and deadline - monotonic() <= 0:
                 return None
-            if not server.available(monotonic()):
-                # Another caller marked it down (or is probing it) while we
-                # were trying the servers before it.
-                errors[server] = "skipped (%s)" % (self._down_text(server, monotonic()),)
+            if not server.up:
+                # Another caller found it down while we were trying the
+                # servers before it.
                 continue
             timeout = self._attempt_timeout(deadline, len(candidates) - index)
             conn = self._attempt(server, timeout, errors)
@@ -402,68 +409,123 @@ class ServerList:
         share = max(deadline - monotonic(), 0.001) / left
         return share if timeout is None or share < timeout else timeout
 
-    def _attempt(
-        self, server: Server, timeout: float | None, errors: dict[Server, str]
-    ) -> Any:
+    def _connect(self, server: Server, timeout: float | None) -> Any:
         pool = self._pool
         kwargs = dict(pool._kwargs)
         kwargs.update(server.kwargs)
         if pool._kind == "tpool":
             # The driver's own timeouts too, so an OS thread cannot hang.
             kwargs = pool._driver.thread_connect_kwargs(kwargs, timeout)
-        probing = server.failures_in_row > 0
-        if probing:
-            server.probing = True
-        try:
-            conn = pool.connect(pool._db_module, timeout, *pool._args, **kwargs)
-        except Exception as exc:
-            self._failed(server, exc, errors)
-            return None
-        finally:
-            if probing:
-                server.probing = False
-        self._succeeded(server)
-        return conn
+        return pool.connect(pool._db_module, timeout, *pool._args, **kwargs)
 
-    def _succeeded(self, server: Server) -> None:
+    def _attempt(
+        self, server: Server, timeout: float | None, errors: dict[Server, str]
+    ) -> Any:
+        try:
+            conn = self._connect(server, timeout)
+        except Exception as exc:
+            errors[server] = self._failed(server, exc)
+            # One event per failed server; the pool adds one more, with the
+            # final error, when no server at all gave a connection.
+            self._pool._listeners.fire(
+                "connection_failed", error=exc, reason="server %s" % server.label
+            )
+            return None
         server.connects += 1
         server.open += 1
-        if server.failures_in_row:
-            logger.warning(
-                "pool %r: server %s answers again (down for %.1fs)",
-                self._pool.name,
-                server.label,
-                monotonic() - (server.down_since or monotonic()),
-            )
+        if not server.up:
+            # Marked down by another caller meanwhile, yet it answered us.
+            self._recovered(server)
+        self._reread_backoff.reset()
+        self._reread_at = 0.0
+        return conn
+
+    def _recovered(self, server: Server) -> None:
+        logger.warning(
+            "pool %r: server %s answers again (down for %.1fs)",
+            self._pool.name,
+            server.label,
+            monotonic() - (server.down_since or monotonic()),
+        )
         server.failures_in_row = 0
         server.down_until = 0.0
         server.down_since = None
         server.backoff.reset()
-        self._reread_backoff.reset()
-        self._reread_at = 0.0
 
-    def _failed(self, server: Server, exc: Exception, errors: dict[Server, str]) -> None:
-        pool = self._pool
+    def _failed(self, server: Server, exc: Exception, probe: bool = False) -> str:
+        """Count a failed connect; mark *server* down.  Returns the error text."""
         now = monotonic()
         text = self._describe(exc)
-        errors[server] = text
         server.failures += 1
-        server.failures_in_row += 1
         server.last_error = text
-        if server.down_since is None:
-            server.down_since = now
-        delay = server.backoff.next_delay()
-        server.down_until = now + delay
-        logger.warning(
-            "pool %r: server %s failed (%s); skipped for %.2fs",
-            pool.name,
-            server.label,
-            text,
-            delay,
-        )
-        # One event per failed server; the pool adds one more, with the
-        # final error, when no server at all gave a connection.
-        pool._listeners.fire("connection_failed", error=exc, reason="server %s" % server.label)
+        if server.up or probe:
+            # A caller that failed on a server already down (it started
+            # before the server was marked) does not lengthen the backoff.
+            if server.up:
+                server.down_since = now
+            server.failures_in_row += 1
+            delay = server.backoff.next_delay()
+            server.down_until = now + delay
+            log = logger.info if probe else logger.warning
+            log(
+                "pool %r: server %s %s (%s); next try in %.2fs",
+                self._pool.name,
+                server.label,
+                "still fails" if probe else "failed, skipped until it answers again",
+                text,
+                delay,
+            )
+            self._ensure_prober()
+        return text
+
+    # ------------------------------------------------------------------
+    # background probes of down servers
+    def _ensure_prober(self) -> None:
+        if self._prober is None and not self._pool.closed:
+            self._prober = _green.spawn_n(_prober_loop, weakref.ref(self))
+
+    def _probe_due(self) -> float | None:
+        """Start the probes that are due; the delay to the next, or None."""
+        if self._pool.closed:
+            self._prober = None
+            return None
+        now = monotonic()
+        next_at = math.inf
+        for server in self._servers:
+            if server.up or server.probing:
+                continue
+            if server.down_until <= now:
+                server.probing = True
+                _green.spawn_n(self._probe, server)
+            else:
+                next_at = min(next_at, server.down_until)
+        if next_at == math.inf:
+            # Nothing waiting; a probe that fails starts the loop again.
+            self._prober = None
+            return None
+        return max(next_at - now, 0.001)
+
+    def _probe(self, server: Server) -> None:
+        """One background connect to a down server; closed at once."""
+        server.probes += 1
+        timeout = self._pool.connect_timeout or PROBE_TIMEOUT
+        try:
+            conn = self._connect(server, timeout)
+        except Exception as exc:
+            server.probing = False
+            if server in self._servers and not self._pool.closed:
+                self._failed(server, exc, probe=True)
+            return
+        except BaseException:
+            server.probing = False
+            raise
+        server.probing = False
+        try:
+            conn.close()
+        except Exception:
+            pass
+        if not server.up:
+            self._recovered(server)
 
     def _reread(self, errors: dict[Server, str]) -> list[Server]:
         """Call the list's callable again; return the servers new to the list."""
@@ -500,24 +562,18 @@ class ServerList:
 
     def _down_text(self, server: Server, now: float) -> str:
         if server.probing:
-            wait = "being retried now"
+            wait = "being probed now"
         else:
-            wait = "next retry in %.2fs" % (max(server.down_until - now, 0.0),)
+            wait = "next probe in %.2fs" % (max(server.down_until - now, 0.0),)
         return "down, %s; last error: %s" % (wait, server.last_error)
 
-    def _raise(
-        self,
-        tried: list[Server],
-        skipped: list[Server],
-        errors: dict[Server, str],
-        deadline: float | None,
-    ) -> None:
+    def _raise(self, errors: dict[Server, str], deadline: float | None) -> None:
         now = monotonic()
         pairs: list[tuple[str, str]] = []
         for server in self._servers:
             if server in errors:
                 pairs.append((server.label, errors[server]))
-            elif server in skipped or not server.available(now):
+            elif not server.up:
                 pairs.append((server.label, self._down_text(server, now)))
             else:
                 pairs.append((server.label, "not tried: the caller's deadline passed"))
@@ -572,6 +628,7 @@ class ServerList:
                 "down": down,
                 "down_until": wall + retry_in if down else None,
                 "retry_in": retry_in,
+                "probes": server.probes,
                 "consecutive_failures": server.failures_in_row,
                 "last_error": server.last_error,
             }
@@ -583,7 +640,22 @@ class ServerList:
             server.connects = 0
             server.failures = 0
             server.disconnects = 0
+            server.probes = 0
 
     def describe(self) -> list[dict[str, Any]]:
         """The servers' connect keywords as given, secrets masked."""
         return [safe_kwargs(s.kwargs) for s in self._servers]
+
+
+def _prober_loop(ref: "weakref.ref[ServerList]") -> None:
+    """Probe down servers when due; holds only a weak reference in between,
+    so it never keeps a dropped pool alive, and ends with the pool."""
+    while True:
+        servers = ref()
+        if servers is None:
+            return
+        delay = servers._probe_due()
+        if delay is None:
+            return
+        del servers
+        _green.sleep(delay)

@@ -222,7 +222,8 @@ def test_recovery_after_the_proxy_comes_back(green_psycopg2, pools, base, proxie
     def used_again():
         with pool.connection() as conn:
             select(conn)
-        return flaky.accepted_count > 0
+        # Used by the pool again (not merely probed in the background).
+        return pool.stats()["servers"][addr(flaky)]["connects"] > 0
 
     wait_for(used_again, timeout=5, message="the proxy that came back was never used")
     stats = pool.stats()["servers"][addr(flaky)]

@@ -15,6 +15,7 @@ import pytest
 import db_pool
 from db_pool.servers import parse_servers
 from tests.fakedb import OperationalError, ProgrammingError
+from tests.dbutil import wait_for
 from tests.unit._fakes import raw_of
 
 _threading = eventlet.patcher.original("threading")
@@ -34,6 +35,8 @@ class Cluster:
         self.db = db
         self.state = {}
         self.attempts = collections.Counter()
+        self.in_flight = collections.Counter()
+        self.max_in_flight = collections.Counter()
         self._released = _threading.Event()
         db.on_connect = self._on_connect
 
@@ -53,11 +56,16 @@ class Cluster:
                 "(dsn: host=%s password=%s)" % (addr, kwargs.get("host"), kwargs.get("password"))
             )
         if state == "hang":
-            if _threading.current_thread() is _threading.main_thread():
-                while not self._released.is_set():
-                    eventlet.sleep(0.005)
-            else:
-                self._released.wait(10)
+            self.in_flight[addr] += 1
+            self.max_in_flight[addr] = max(self.max_in_flight[addr], self.in_flight[addr])
+            try:
+                if _threading.current_thread() is _threading.main_thread():
+                    while not self._released.is_set():
+                        eventlet.sleep(0.005)
+                else:
+                    self._released.wait(10)
+            finally:
+                self.in_flight[addr] -= 1
             raise OperationalError("server at %s never answered" % addr)
 
     def release(self):
@@ -76,6 +84,10 @@ def cluster(db):
 def server_of(wrapper):
     """The address the lent connection was opened on."""
     return Cluster.address(raw_of(wrapper).kwargs)
+
+
+def server_of_raw(conn):
+    return Cluster.address(conn.kwargs)
 
 
 def disconnect(exc):
@@ -297,13 +309,14 @@ def test_server_that_comes_back_is_used_again(db, cluster, make_pool):
     assert collections.Counter(more) == {"a:1": 3, "b:2": 3}
 
 
-def test_one_caller_probes_a_recovering_server(db, cluster, make_pool):
+def test_down_server_is_probed_in_the_background(db, cluster, make_pool):
     cluster.state["a:1"] = "down"
     pool = make_pool(
         db_pool.RawConnectionPool,
         db,
         max_size=10,
-        connect_timeout=0.5,
+        max_idle=0,
+        connect_timeout=0.3,
         servers=["a:1", "b:2"],
         reconnect_delay=(0.02, 0.02),
     )
@@ -311,22 +324,83 @@ def test_one_caller_probes_a_recovering_server(db, cluster, make_pool):
     for conn in held:
         pool.put(conn)
     assert cluster.attempts["a:1"] == 1
+    # While a:1 is down, and even while its probe hangs, no caller waits
+    # for it: every checkout goes straight to b:2.
     cluster.state["a:1"] = "hang"
-    eventlet.sleep(0.05)  # the backoff (at most 0.02 s) has run out
-    pool.clear()
-    got = []
-
-    def take():
+    wait_for(lambda: pool.stats()["servers"]["a:1"]["probes"] >= 3, timeout=5)
+    for _ in range(10):
+        start = time.monotonic()
         conn = pool.get()
-        got.append(server_of(conn))
+        assert time.monotonic() - start < 0.1
+        assert server_of(conn) == "b:2"
+        pool.put(conn)
+    stats = pool.stats()["servers"]["a:1"]
+    assert stats["down"] and stats["open"] == 0 and stats["connects"] == 0
+    assert stats["failures"] >= 2 and "ConnectTimeout" in stats["last_error"]
+    # The probe's connections were closed at once.
+    cluster.state["a:1"] = "up"
+    wait_for(lambda: not pool.stats()["servers"]["a:1"]["down"], timeout=5)
+    assert all(c.closed for c in db.connections if server_of_raw(c) == "a:1")
+    used = []
+    for _ in range(4):
+        conn = pool.get()
+        used.append(server_of(conn))
+        pool.put(conn)
+    assert collections.Counter(used) == {"a:1": 2, "b:2": 2}
 
-    threads = [eventlet.spawn(take) for _ in range(6)]
-    for gt in threads:
-        gt.wait()
-    # Only one of the six callers tried the recovering server (and waited
-    # for it); the others went straight to b:2.
-    assert cluster.attempts["a:1"] == 2
-    assert got == ["b:2"] * 6
+
+def test_one_probe_at_a_time_per_server(db, cluster, make_pool):
+    # a:1 hangs (its probes take the whole connect_timeout); b:2 refuses at
+    # once, so its quick probes keep the prober busy meanwhile.
+    cluster.state["a:1"] = "hang"
+    cluster.state["b:2"] = "down"
+    pool = make_pool(
+        db_pool.RawConnectionPool,
+        db,
+        max_size=2,
+        connect_timeout=0.2,
+        servers=["a:1", "b:2"],
+        reconnect_delay=(0.01, 0.01),
+    )
+    with pytest.raises(db_pool.AllServersUnavailable):
+        pool.get()
+    wait_for(lambda: cluster.attempts["a:1"] >= 3 and cluster.attempts["b:2"] >= 10, timeout=5)
+    assert cluster.max_in_flight["a:1"] == 1
+
+
+def test_probes_stop_when_the_pool_closes(db, cluster, make_pool):
+    cluster.state["a:1"] = "down"
+    pool = make_pool(
+        db_pool.RawConnectionPool, db, servers=["a:1"], reconnect_delay=(0.01, 0.01)
+    )
+    with pytest.raises(db_pool.AllServersUnavailable):
+        pool.get()
+    wait_for(lambda: cluster.attempts["a:1"] >= 3, timeout=5)
+    pool.close()
+    eventlet.sleep(0.05)
+    attempts = cluster.attempts["a:1"]
+    eventlet.sleep(0.1)
+    assert cluster.attempts["a:1"] == attempts
+
+
+def test_probes_do_not_keep_a_dropped_pool_alive(db, cluster):
+    import gc
+    import weakref
+
+    cluster.state["a:1"] = "down"
+    pool = db_pool.RawConnectionPool(db, servers=["a:1"], reconnect_delay=(0.01, 0.01))
+    with pytest.raises(db_pool.AllServersUnavailable) as info:
+        pool.get()
+    del info
+    ref = weakref.ref(pool)
+    del pool
+    for _ in range(5):
+        eventlet.sleep(0.02)
+        gc.collect()
+    assert ref() is None
+    attempts = cluster.attempts["a:1"]
+    eventlet.sleep(0.1)
+    assert cluster.attempts["a:1"] == attempts
 
 
 def test_deadline_is_shared_between_servers(db, cluster, make_pool):
@@ -431,7 +505,7 @@ def test_all_servers_unavailable_names_every_server_without_secrets(db, cluster,
     assert time.monotonic() - start < 0.1
     assert sum(cluster.attempts.values()) == attempts
     text = str(info.value)
-    assert "a:1: down, next retry in" in text and "last error: OperationalError" in text
+    assert "a:1: down, next probe in" in text and "last error: OperationalError" in text
     assert SECRET not in text
     stats = pool.stats()
     assert stats["connect_failures"] == 2
@@ -439,7 +513,7 @@ def test_all_servers_unavailable_names_every_server_without_secrets(db, cluster,
     assert stats["servers"]["b:2"]["failures"] == 1
 
 
-def test_backoff_grows_and_recovers_when_all_were_down(db, cluster, make_pool):
+def test_all_down_recovers_without_callers(db, cluster, make_pool):
     cluster.state["a:1"] = "down"
     pool = make_pool(
         db_pool.RawConnectionPool,
@@ -447,12 +521,13 @@ def test_backoff_grows_and_recovers_when_all_were_down(db, cluster, make_pool):
         servers=["a:1"],
         reconnect_delay=(0.02, 0.04),
     )
-    for expected_attempts in (1, 2, 3):
-        with pytest.raises(db_pool.AllServersUnavailable):
-            pool.get()
-        assert cluster.attempts["a:1"] == expected_attempts
-        eventlet.sleep(0.045)  # past the longest possible backoff
+    with pytest.raises(db_pool.AllServersUnavailable):
+        pool.get()
+    assert cluster.attempts["a:1"] == 1
+    # Probed in the background, over and over, with nobody asking.
+    wait_for(lambda: cluster.attempts["a:1"] >= 4, timeout=5)
     cluster.state["a:1"] = "up"
+    wait_for(lambda: not pool.stats()["servers"]["a:1"]["down"], timeout=5)
     conn = pool.get()
     assert server_of(conn) == "a:1"
     pool.put(conn)
@@ -727,34 +802,33 @@ def test_skipped_server_share_is_spread_evenly(db, cluster, make_pool):
     assert all(x != y for x, y in zip(used[1:], used[2:]))
 
 
-def test_backoff_starts_again_after_a_recovery(db, cluster, make_pool):
+def test_backoff_grows_and_starts_again_after_a_recovery(db, cluster, make_pool):
     cluster.state["a:1"] = "down"
     pool = make_pool(
         db_pool.RawConnectionPool,
         db,
         max_idle=0,
         servers=["a:1"],
-        reconnect_delay=(0.05, 10.0),
+        reconnect_delay=(0.02, 10.0),
     )
 
-    def retry_in():
-        return pool.stats()["servers"]["a:1"]["retry_in"]
+    def server_stats():
+        return pool.stats()["servers"]["a:1"]
 
-    for _ in range(4):
-        with pytest.raises(db_pool.AllServersUnavailable):
-            pool.get()
-        eventlet.sleep(retry_in() + 0.005)
-    # Four failures in a row: the fifth backoff is 0.4 to 0.8 s.
     with pytest.raises(db_pool.AllServersUnavailable):
         pool.get()
-    assert retry_in() > 0.3
-    eventlet.sleep(retry_in() + 0.005)
+    # Five failures in a row (one caller, four probes): the next backoff is
+    # 0.16 to 0.32 s.
+    wait_for(lambda: server_stats()["consecutive_failures"] >= 5, timeout=5)
+    assert server_stats()["retry_in"] > 0.1
     cluster.state["a:1"] = "up"
+    wait_for(lambda: not server_stats()["down"], timeout=5)
     pool.put(pool.get())
     cluster.state["a:1"] = "down"
     with pytest.raises(db_pool.AllServersUnavailable):
         pool.get()
-    assert 0 < retry_in() <= 0.05
+    assert server_stats()["consecutive_failures"] == 1
+    assert 0 < server_stats()["retry_in"] <= 0.02
 
 
 def test_execute_retry_avoids_the_server_that_lost_the_session(db, cluster, make_pool):
