@@ -18,7 +18,7 @@ imported.  Servers come from the environment:
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
 import eventlet
 from eventlet.hubs import trampoline
@@ -29,30 +29,44 @@ PG_DSN_DEFAULT = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 PROBE_TIMEOUT = 5.0
 
 
-def _psycopg_wait(conn: Any, timeout: object = None) -> None:
+def _psycopg_wait_callback() -> Callable[..., None]:
+    """An eventlet wait callback for psycopg2 (the driver's documented recipe)."""
     from psycopg2 import OperationalError, extensions
 
-    while True:
-        state = conn.poll()
-        if state == extensions.POLL_OK:
-            return
-        if state == extensions.POLL_READ:
-            trampoline(conn.fileno(), read=True)
-        elif state == extensions.POLL_WRITE:
-            trampoline(conn.fileno(), write=True)
-        else:
-            raise OperationalError(f"unexpected poll() state {state!r}")
+    POLL_OK, POLL_READ, POLL_WRITE = (
+        extensions.POLL_OK,
+        extensions.POLL_READ,
+        extensions.POLL_WRITE,
+    )
+
+    def wait(conn: Any, timeout: object = None) -> None:
+        while True:
+            state = conn.poll()
+            if state == POLL_OK:
+                return
+            if state == POLL_READ:
+                trampoline(conn.fileno(), read=True)
+            elif state == POLL_WRITE:
+                trampoline(conn.fileno(), write=True)
+            else:
+                raise OperationalError(f"unexpected poll() state {state!r}")
+
+    return wait
 
 
 def make_psycopg_green(db_pool: Any) -> str:
-    """Install a green wait callback: db_pool's own if it has one, else ours."""
+    """Install a green wait callback: db_pool's own if it has one, else ours.
+
+    The callback is process-wide, so every pool and ceiling measured on
+    PostgreSQL runs with the same one.
+    """
     helper = getattr(db_pool, "make_psycopg_green", None)
     if helper is not None:
         helper()
         return "db_pool.make_psycopg_green()"
     from psycopg2 import extensions
 
-    extensions.set_wait_callback(_psycopg_wait)
+    extensions.set_wait_callback(_psycopg_wait_callback())
     return "the benchmarks' own eventlet wait callback"
 
 
