@@ -249,20 +249,24 @@ class PyMySQLDriver(MySQLDriver):
             if not raw.open:
                 return None
             result = raw._result
-            if result is not None and (
-                getattr(result, "unbuffered_active", False)
-                or getattr(result, "server_status", None) is None
-            ):
-                # A result is still being streamed, or the last statement
-                # returned rows: PyMySQL reads the status flags only from OK
-                # packets, not from the EOF packet that ends a result set, so
-                # server_status is the one from before that statement (a
-                # SELECT that opened a transaction would look idle).
-                return None
             status = raw.server_status
+            if status is None:
+                return None
+            if result is not None:
+                if getattr(result, "unbuffered_active", False):
+                    return None  # a result is still being streamed
+                if getattr(result, "server_status", None) is None:
+                    # The last statement returned rows.  PyMySQL reads the
+                    # status flags only from OK packets, not from the EOF
+                    # packet that ends a result set, so server_status is the
+                    # one from before that statement: a SELECT that opened a
+                    # transaction (autocommit off) would look idle.  Only in
+                    # autocommit mode, outside a transaction, can no such
+                    # statement have opened one.
+                    if status & 0x0002 and not status & 0x0001:
+                        return False  # SERVER_STATUS_AUTOCOMMIT, not IN_TRANS
+                    return None
         except Exception:
-            return None
-        if status is None:
             return None
         return bool(status & 0x0001)  # SERVER_STATUS_IN_TRANS
 
