@@ -392,6 +392,9 @@ class BaseConnectionPool:
         self._abandoned = 0
         self._maintenance: Any = None
         self._next_refill = 0.0
+        # clear() stops the min_size refill until the pool is used again:
+        # the checkout count at that clear(), or None.
+        self._refill_paused: int | None = None
         self._connect_error: Exception | None = None
         self._retry_at = 0.0
         self._probing = False
@@ -978,12 +981,7 @@ class BaseConnectionPool:
                     owner._release_slot()
                 return
             if rec.pool is not self:
-                logger.warning(
-                    "pool %r: got a connection of pool %r back; returning it there",
-                    self.name,
-                    rec.pool.name,
-                )
-                rec.pool._checkin(rec, cleanup)
+                self._adopt(rec, cleanup)
                 return
             self._checkin(rec, cleanup)
             return
@@ -999,6 +997,52 @@ class BaseConnectionPool:
         )
         self._safe_close(conn, quiet=True)
         self._give_up_slot()
+
+    def _interchangeable(self, other: "BaseConnectionPool") -> bool:
+        """True if *other* opens exactly the connections this pool opens."""
+        try:
+            return bool(
+                other._db_module is self._db_module
+                and other._kind == self._kind
+                and other._servers is None
+                and self._servers is None
+                and other._args == self._args
+                and other._kwargs == self._kwargs
+            )
+        except Exception:  # connect arguments that cannot be compared
+            return False
+
+    def _adopt(self, rec: _Record, cleanup: Any) -> None:
+        """put() of a connection lent by another pool.
+
+        eventlet's put() keeps whatever connection it is given.  Code (and
+        eventlet's own tests) replace a pool, put the old pool's connection
+        into the new one and clear() it, expecting the connection closed.
+        So the old pool gives up the slot, and this pool keeps the
+        connection if it opens the very same connections and has room;
+        otherwise the connection is closed (never handed out by a pool that
+        would not have opened it: another database, another driver).
+        """
+        owner = rec.pool
+        owner._forget(rec)
+        if not owner._settle_abandoned():
+            owner._release_slot()
+        if not self._interchangeable(owner):
+            logger.warning(
+                "pool %r: got a connection of pool %r, which opens other "
+                "connections; closing it",
+                self.name,
+                owner.name,
+            )
+            owner._discard(rec, "foreign")
+            return
+        if self._closed or self.current_size >= self.max_size:  # type: ignore[operator]
+            owner._discard(rec, "foreign")
+            return
+        logger.debug("pool %r: took over a connection of pool %r", self.name, owner.name)
+        self.current_size += 1
+        rec.pool = self
+        self._checkin(rec, cleanup)
 
     def _give_up_slot(self) -> None:
         """``put(None)``: the caller lost a lent connection; free its slot.
@@ -1237,9 +1281,18 @@ class BaseConnectionPool:
                 )
 
     def clear(self) -> None:
-        """Close every idle connection and forget it (``current_size`` drops)."""
+        """Close every idle connection and forget it (``current_size`` drops).
+
+        A pool with ``min_size`` opens no new connection until it is used
+        again (eventlet never reopens them).
+        """
         items = list(self.free_items)
         self.free_items.clear()
+        # As in eventlet, a cleared pool stays empty until it is used again:
+        # no min_size refill meanwhile (code clears a pool before dropping
+        # its database, or to let a restarted server go).
+        if self.min_size:
+            self._refill_paused = self._checkouts
         for rec in items:
             self.current_size -= 1
             self._discard(rec, "cleared")
@@ -1363,6 +1416,8 @@ class BaseConnectionPool:
                 "min_size (%r) must not be greater than max_size (%r)" % (new_min, new_max)
             )
         self.min_size, self.max_size = new_min, new_max
+        if min_size is not None:
+            self._refill_paused = None
         self._checkin_special = True  # until the next maintenance round
         self._ensure_maintenance()
         # Shrink: close idle connections beyond the new maximum, oldest first.
@@ -1483,6 +1538,7 @@ class BaseConnectionPool:
         if (
             self.current_size < self.min_size  # type: ignore[operator]
             and not self._waiters
+            and (self._refill_paused is None or self._refill_paused != self._checkouts)
             and now >= self._next_refill
         ):
             self.current_size += 1
