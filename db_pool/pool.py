@@ -651,9 +651,13 @@ class BaseConnectionPool:
                     continue
                 break
         except BaseException:
-            if rec is not None:
-                self._discard(rec, "error")
-            self._release_slot()
+            # The slot comes back even if the caller is interrupted again
+            # (a second kill or Timeout) while the connection closes.
+            try:
+                if rec is not None:
+                    self._discard(rec, "error")
+            finally:
+                self._release_slot()
             raise
         now = monotonic()
         if waited:
@@ -1100,8 +1104,7 @@ class BaseConnectionPool:
                     return
                 if reason == "dead":
                     self._mark_suspects(rec)
-                self._discard(rec, reason)
-                self._release_slot()
+                self._discard_and_release(rec, reason)
                 return
         if cleanup is _MISSING:
             cleanup = self.cleanup
@@ -1123,14 +1126,12 @@ class BaseConnectionPool:
                         getattr(cleanup, "__name__", cleanup),
                         _describe(exc),
                     )
-                    self._discard(rec, "reset_failed")
-                    self._release_slot()
+                    self._discard_and_release(rec, "reset_failed")
                     return
                 except BaseException:
                     # KeyboardInterrupt, SystemExit, a green Timeout or kill:
                     # the connection's state is unknown; the slot is not lost.
-                    self._discard(rec, "reset_failed")
-                    self._release_slot()
+                    self._discard_and_release(rec, "reset_failed")
                     raise
         until = now + self._idle_window
         rec.fresh_until = 0.0 if rec.suspect else (
@@ -1140,6 +1141,17 @@ class BaseConnectionPool:
             self._hand_off(rec)
         else:
             self.free_items.appendleft(rec)
+
+    def _discard_and_release(self, rec: _Record, reason: str) -> None:
+        """Close *rec* and give its slot back.
+
+        The close may yield (a tpool call, a slow driver); a caller killed or
+        timed out a second time meanwhile must not take the slot with it.
+        """
+        try:
+            self._discard(rec, reason)
+        finally:
+            self._release_slot()
 
     def _checkin_reason(self, rec: _Record, now: float) -> str | None:
         """Why a returning connection must be closed, or None to keep it."""

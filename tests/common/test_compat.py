@@ -245,13 +245,35 @@ def test_put_of_a_returned_wrapper_is_harmless(pool_cls, db, make_pool):
     assert not raw.closed
 
 
-def test_put_into_the_wrong_pool_returns_it_to_its_own(pool_cls, db, make_pool):
+def test_put_into_another_pool_frees_the_slot_of_the_first(pool_cls, db, make_pool):
+    """eventlet's own tests put an old pool's connection into its
+    replacement: the old pool gets its slot back; the new one keeps the
+    connection (same driver, same connect arguments) within its size."""
     first = make_pool(pool_cls, db, max_size=1)
     second = make_pool(pool_cls, db, max_size=1)
     conn = first.get()
+    raw = raw_of(conn)
     second.put(conn)
-    assert first.free() == 1 and len(first.free_items) == 1
-    assert second.current_size == 0 and len(second.free_items) == 0
+    assert not conn
+    assert (first.current_size, first.free(), len(first.free_items)) == (0, 1, 0)
+    assert (second.current_size, len(second.free_items)) == (1, 1)
+    assert not raw.closed
+    again = second.get()
+    assert raw_of(again) is raw
+    second.put(again)
+    second.clear()
+    assert raw.closed
+
+
+def test_put_into_a_pool_of_another_database_closes_it(pool_cls, db, make_pool):
+    first = make_pool(pool_cls, db, max_size=1, database="a")
+    second = make_pool(pool_cls, db, max_size=1, database="b")
+    conn = first.get()
+    raw = raw_of(conn)
+    second.put(conn)
+    assert raw.closed  # never handed out by a pool that would not open it
+    assert (first.current_size, first.free()) == (0, 1)
+    assert (second.current_size, len(second.free_items)) == (0, 0)
 
 
 # -- cleanup --------------------------------------------------------------------------------

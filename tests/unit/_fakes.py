@@ -151,3 +151,26 @@ def make_pool():
         yield pools
     finally:
         pools.close_all()
+
+
+_threading = eventlet.patcher.original("threading")
+_time = eventlet.patcher.original("time")
+
+
+def any_sleep(seconds):
+    """A green sleep in the hub's thread, a real one in a tpool thread."""
+    if _threading.current_thread() is _threading.main_thread():
+        eventlet.sleep(seconds)
+    else:
+        _time.sleep(seconds)
+
+
+def make_close_slow(raw, seconds):
+    """Make ``raw.close()`` take *seconds* before it closes."""
+    real_close = raw.close
+
+    def slow_close():
+        any_sleep(seconds)
+        real_close()
+
+    raw.close = slow_close
