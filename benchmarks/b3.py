@@ -18,6 +18,7 @@ reset the pool performs:
 
 from __future__ import annotations
 
+from time import process_time
 from typing import Any, Callable
 
 import eventlet
@@ -195,9 +196,9 @@ def _measure(
     run = _Run(threads)
     workers = spawn_all(run)
     eventlet.sleep(RAMP)
-    before, t0 = list(run.counts), clock()
+    before, t0, cpu0 = list(run.counts), clock(), process_time()
     eventlet.sleep(seconds)
-    after, t1 = list(run.counts), clock()
+    after, t1, cpu1 = list(run.counts), clock(), process_time()
     run.stopping = True
     for gt in workers:
         gt.wait()
@@ -206,6 +207,9 @@ def _measure(
     done = [b - a for a, b in zip(before, after)]
     return {
         "qps": sum(done) / (t1 - t0),
+        # This process's CPU per query: what the pool adds on the client,
+        # independent of how busy the database server was.
+        "client_us_per_query": (cpu1 - cpu0) / max(1, sum(done)) * 1e6,
         # Green threads that never got a connection in the whole window.
         "starved": sum(1 for d in done if d == 0),
     }
@@ -312,6 +316,9 @@ def run(
             if cfg.key in qps:
                 row["qps"] = qps[cfg.key]
                 row["starved"] = median([s["starved"] for s in samples[cfg.key]])
+                row["client_us_per_query"] = median(
+                    [s["client_us_per_query"] for s in samples[cfg.key]]
+                )
                 row["samples"] = samples[cfg.key]
                 if cfg.ceiling in qps:
                     row["fraction"] = qps[cfg.key] / qps[cfg.ceiling]

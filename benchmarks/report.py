@@ -291,6 +291,7 @@ def b3(result: dict[str, Any]) -> tuple[str, list[Target]]:
                     r.get("fraction"),
                     _CEILING_SHORT.get(r["ceiling"] or "", ""),
                     r.get("fraction_of_noreset"),
+                    r.get("client_us_per_query"),
                     r.get("starved"),
                     r.get("error", ""),
                 )
@@ -306,6 +307,7 @@ def b3(result: dict[str, Any]) -> tuple[str, list[Target]]:
                     "of ceiling",
                     "ceiling",
                     "of no-reset",
+                    "client µs/q",
                     "starved",
                     "",
                 ],
@@ -332,8 +334,10 @@ def b3(result: dict[str, Any]) -> tuple[str, list[Target]]:
     text = "\n".join(parts)
     text += (
         "\n  (of ceiling: queries/s over the matching ceiling's; spread: (max - min) /"
-        " median over the rounds;\n   starved:"
-        " green threads that ran no query in the timed window;"
+        " median over the rounds;\n   client µs/q: this process's CPU time per"
+        " query (the pool's cost shows here even when the server is the"
+        " bottleneck);\n   starved: green threads that ran no query in the timed"
+        " window;"
         "\n   x db_pool: over db_pool's default reset on the same workload)"
     )
     return text, targets
