@@ -24,6 +24,7 @@ import sys
 import traceback
 import warnings
 import weakref
+from bisect import bisect_left
 from collections import deque
 from typing import Any, Callable, Iterable
 
@@ -49,6 +50,11 @@ __all__ = ["BaseConnectionPool", "cleanup_rollback"]
 monotonic = _green.monotonic
 _getframe = sys._getframe
 _INF = float("inf")
+
+#: Upper bounds (seconds) of the checkout-wait histogram kept for exporters
+#: (``db_pool.prometheus``); counted only for checkouts that waited, which
+#: already take the slow path.
+WAIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 _MISSING: Any = object()  # "argument not given" (eventlet's name)
 _DEFAULT: Any = object()  # get(timeout=...) not given: use pool_timeout
@@ -413,6 +419,10 @@ class BaseConnectionPool:
         self._checkin_special = False
         self._update_checkin_special()
         self._reset_stats()
+        # For exporters, which need counters that never go back: what
+        # stats(reset=True) took away, and the wait histogram (never reset).
+        self._stats_carried: dict[str, Any] = {}
+        self._wait_buckets = [0] * (len(WAIT_BUCKETS) + 1)
 
         _all_pools.add(self)
         self._finalizer = weakref.finalize(
@@ -515,9 +525,47 @@ class BaseConnectionPool:
         if self._servers is not None:
             out["servers"] = self._servers.stats()
         if reset:
+            self._carry_stats(out)
             self._reset_stats()
             if self._servers is not None:
                 self._servers.reset_stats()
+        return out
+
+    def _carry_stats(self, snapshot: dict[str, Any]) -> None:
+        """Keep the counters a reset is about to zero, for lifetime_stats()."""
+        carried = self._stats_carried
+        for key in self._COUNTERS:
+            if key == "wait_time_max":
+                carried[key] = max(carried.get(key, 0.0), snapshot[key])
+            else:
+                carried[key] = carried.get(key, 0) + snapshot[key]
+        for label, server in snapshot.get("servers", {}).items():
+            kept = carried.setdefault("servers", {}).setdefault(label, {})
+            for key in ("connects", "failures", "disconnects", "probes"):
+                if isinstance(server.get(key), (int, float)):
+                    kept[key] = kept.get(key, 0) + server[key]
+
+    def lifetime_stats(self) -> dict[str, Any]:
+        """Like :meth:`stats`, but counting since the pool was made, whatever
+        ``stats(reset=True)`` did (counters that never go back, as
+        monitoring systems want); plus ``wait_buckets``, the number of
+        checkouts that waited, by :data:`WAIT_BUCKETS` bound (the last item
+        counts waits above the last bound).
+        """
+        out = self.stats()
+        carried = self._stats_carried
+        for key, value in carried.items():
+            if key == "servers":
+                for label, kept in value.items():
+                    server = out.get("servers", {}).get(label)
+                    if server is not None:
+                        for name, n in kept.items():
+                            server[name] = server.get(name, 0) + n
+            elif key == "wait_time_max":
+                out[key] = max(out[key], value)
+            elif key in out:
+                out[key] += value
+        out["wait_buckets"] = list(self._wait_buckets)
         return out
 
     def pop_stats(self) -> dict[str, Any]:
@@ -666,6 +714,7 @@ class BaseConnectionPool:
             self._wait_time_total += wait
             if wait > self._wait_time_max:
                 self._wait_time_max = wait
+            self._wait_buckets[bisect_left(WAIT_BUCKETS, wait)] += 1
         rec.uses += 1
         rec.checkout_at = now
         self._checkouts += 1
