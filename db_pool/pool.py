@@ -970,9 +970,15 @@ class BaseConnectionPool:
                 if timer is not None:
                     timer.cancel()
         except BaseException as exc:
+            # A fired Timeout's traceback refers to this frame, which refers
+            # to the Timeout: drop the local, or that cycle keeps the
+            # connection (and, for a TpooledConnectionPool, whose OS thread
+            # may still be inside the ping, its server session) alive until
+            # the garbage collector runs.
+            fired, timer = exc is timer, None
             self._ping_failures += 1
             self._discard(rec, "dead")
-            if exc is timer:
+            if fired:
                 logger.warning("pool %r: ping timed out; connection discarded", self.name)
                 if deadline is not None and monotonic() >= deadline:
                     self._timeouts += 1
@@ -1175,7 +1181,15 @@ class BaseConnectionPool:
                         getattr(cleanup, "__name__", cleanup),
                         _describe(exc),
                     )
-                    self._discard_and_release(rec, "reset_failed")
+                    # A reset that failed because the connection is gone (a
+                    # driver without a "closed" flag, such as MySQLdb, only
+                    # tells us here) is a disconnect: the idle connections
+                    # older than it are checked before their next use.
+                    if not isinstance(exc, PoolError) and self.is_disconnect(exc, conn):
+                        self._mark_suspects(rec)
+                        self._discard_and_release(rec, "dead")
+                    else:
+                        self._discard_and_release(rec, "reset_failed")
                     return
                 except BaseException:
                     # KeyboardInterrupt, SystemExit, a green Timeout or kill:
@@ -1241,6 +1255,7 @@ class BaseConnectionPool:
             ) from None
         finally:
             timer.cancel()
+            timer = None  # break the frame <-> fired Timeout cycle (see _validate)
 
     def _note_error(self, wrapper: Any, exc: BaseException) -> None:
         """An error left a ``with`` block: if it means a dead connection, mark it."""
@@ -1309,6 +1324,7 @@ class BaseConnectionPool:
             logger.warning("pool %r: close() did not finish; abandoned", self.name)
         finally:
             timer.cancel()
+            timer = None  # break the frame <-> fired Timeout cycle (see _validate)
 
     def _unwrap_connection(self, conn: Any) -> Any:
         """The raw connection inside *conn*, or None for junk.
@@ -1340,6 +1356,12 @@ class BaseConnectionPool:
                 logger.warning(
                     "pool %r: connection close() raised %s", self.name, _describe(exc)
                 )
+            # An error raised through eventlet.tpool sits in a reference
+            # cycle with the frames of its traceback, which hold *conn*:
+            # let go of them, so that a connection whose close() failed
+            # (mysqlclient refuses while an OS thread is still inside a
+            # call we gave up on) is closed as soon as that call returns.
+            exc.__traceback__ = None
 
     def clear(self) -> None:
         """Close every idle connection and forget it (``current_size`` drops).
