@@ -1098,7 +1098,9 @@ class BaseConnectionPool:
         if self._closed or self.current_size >= self.max_size:  # type: ignore[operator]
             owner._discard(rec, "foreign")
             return
-        logger.debug("pool %r: took over a connection of pool %r", self.name, owner.name)
+        logger.debug(
+            "pool %r: took over a connection of pool %r", self.name, owner.name
+        )
         self.current_size += 1
         rec.pool = self
         self._checkin(rec, cleanup)
