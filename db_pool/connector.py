@@ -139,7 +139,9 @@ class DatabaseConnector:
         return pool
 
     @staticmethod
-    def _set_option(args: list[Any], kwargs: dict[str, Any], name: str, position: int, value: Any) -> None:
+    def _set_option(
+        args: list[Any], kwargs: dict[str, Any], name: str, position: int, value: Any
+    ) -> None:
         if len(args) > position:
             args[position] = value
         else:

@@ -100,7 +100,9 @@ def _entry_key(kwargs: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((k, repr(v)) for k, v in kwargs.items()))
 
 
-def parse_servers(entries: Any, driver_name: str = "") -> list[tuple[str, dict[str, Any]]]:
+def parse_servers(
+    entries: Any, driver_name: str = ""
+) -> list[tuple[str, dict[str, Any]]]:
     """Check a server list and turn it into ``(label, connect_kwargs)`` pairs.
 
     *entries* is a list or tuple of ``"host"`` / ``"host:port"`` strings or
@@ -138,10 +140,13 @@ def parse_servers(entries: Any, driver_name: str = "") -> list[tuple[str, dict[s
             bad = [k for k in entry if not isinstance(k, str)]
             if bad:
                 raise TypeError(
-                    "servers[%d]: connect keywords must be strings, got %r" % (index, bad[0])
+                    "servers[%d]: connect keywords must be strings, got %r"
+                    % (index, bad[0])
                 )
             if not entry:
-                raise ConfigError("servers[%d]: empty dict of connect keywords" % (index,))
+                raise ConfigError(
+                    "servers[%d]: empty dict of connect keywords" % (index,)
+                )
             kwargs = dict(entry)
             port = kwargs.get("port")
             if port is not None and (
@@ -275,7 +280,9 @@ class ServerList:
         else:
             self._source = None
             entries = servers
-        self._servers: list[Server] = self._build(parse_servers(entries, self._driver_name), {})
+        self._servers: list[Server] = self._build(
+            parse_servers(entries, self._driver_name), {}
+        )
         random.shuffle(self._servers)
         self._cursor = 0
         self._reread_backoff = Backoff(*self._delays)
@@ -396,7 +403,9 @@ class ServerList:
             if conn is not None:
                 if index and server in self._servers:
                     # Failed over: the next caller starts after this one.
-                    self._cursor = (self._servers.index(server) + 1) % len(self._servers)
+                    self._cursor = (self._servers.index(server) + 1) % len(
+                        self._servers
+                    )
                 now = monotonic()
                 return now, now, conn, server
         return None
@@ -591,7 +600,8 @@ class ServerList:
                 name,
             ) from None
         raise AllServersUnavailable(
-            "pool %r: all %d server(s) unavailable: %s" % (name, len(self._servers), detail),
+            "pool %r: all %d server(s) unavailable: %s"
+            % (name, len(self._servers), detail),
             name,
             pairs,
         ) from None

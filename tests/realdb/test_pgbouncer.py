@@ -27,9 +27,9 @@ from tests.conftest import missing_database
 from tests.dbutil import PgBouncer
 
 psycopg2 = pytest.importorskip("psycopg2")
-import psycopg2.extensions  # noqa: E402
+psycopg2_extensions = pytest.importorskip("psycopg2.extensions")
 
-IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
+IDLE = psycopg2_extensions.TRANSACTION_STATUS_IDLE
 
 
 def _pgbouncer_installed():
@@ -41,7 +41,9 @@ def ensure_pgbouncer():
     if _pgbouncer_installed():
         return
     if os.geteuid() != 0:
-        missing_database("pgbouncer is not installed, and only root may apt-get install it")
+        missing_database(
+            "pgbouncer is not installed, and only root may apt-get install it"
+        )
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     command = ["apt-get", "install", "-y", "--no-install-recommends", "pgbouncer"]
     subprocess.run(command, env=env, capture_output=True, timeout=900, check=False)
@@ -54,12 +56,12 @@ def ensure_pgbouncer():
 
 @pytest.fixture
 def green_psycopg2():
-    saved = psycopg2.extensions.get_wait_callback()
+    saved = psycopg2_extensions.get_wait_callback()
     db_pool.make_psycopg_green()
     try:
         yield psycopg2
     finally:
-        psycopg2.extensions.set_wait_callback(saved)
+        psycopg2_extensions.set_wait_callback(saved)
 
 
 def start_bouncer(pg_kwargs, **options):
@@ -99,7 +101,9 @@ def fetch(cur, sql, params=None):
     return cur.fetchone()
 
 
-def test_many_green_threads_through_pgbouncer(green_psycopg2, bouncer, table, unique_name):
+def test_many_green_threads_through_pgbouncer(
+    green_psycopg2, bouncer, table, unique_name
+):
     workers, rounds = 100, 6
     pool = db_pool.RawConnectionPool(
         psycopg2,
@@ -137,8 +141,8 @@ def test_many_green_threads_through_pgbouncer(green_psycopg2, bouncer, table, un
                 eventlet.sleep(0)  # let other green threads interleave
                 got = fetch(
                     cur,
-                    "SELECT current_setting('dbpool.marker'), (SELECT x FROM dbp_scratch),"
-                    " %s::integer * 2",
+                    "SELECT current_setting('dbpool.marker'),"
+                    " (SELECT x FROM dbp_scratch), %s::integer * 2",
                     (w * 1000 + n,),
                 )
                 results.append(got == (me, w, (w * 1000 + n) * 2))
@@ -176,12 +180,14 @@ def test_many_green_threads_through_pgbouncer(green_psycopg2, bouncer, table, un
         assert stats["connections_opened"] <= 20
         # PgBouncer multiplexed them onto at most default_pool_size sessions.
         servers = [
-            row for row in bouncer.admin_query("SHOW SERVERS")
+            row
+            for row in bouncer.admin_query("SHOW SERVERS")
             if row["database"] == bouncer.dbname
         ]
         assert 1 <= len(servers) <= 4
         clients = [
-            row for row in bouncer.admin_query("SHOW CLIENTS")
+            row
+            for row in bouncer.admin_query("SHOW CLIENTS")
             if row["database"] == bouncer.dbname
         ]
         assert len(clients) == stats["size"] > len(servers)
@@ -191,7 +197,11 @@ def test_many_green_threads_through_pgbouncer(green_psycopg2, bouncer, table, un
 
 def test_execute_through_pgbouncer(green_psycopg2, bouncer, unique_name):
     pool = db_pool.RawConnectionPool(
-        psycopg2, max_size=5, max_retries=1, application_name=unique_name, **bouncer.kwargs
+        psycopg2,
+        max_size=5,
+        max_retries=1,
+        application_name=unique_name,
+        **bouncer.kwargs,
     )
     try:
 

@@ -108,7 +108,9 @@ def test_two_proxies_share_connect_after_connect(pools, base, proxies):
 
 
 @pytest.mark.parametrize("bad", ["black hole", "closed port"])
-def test_failover_serves_every_request_within_its_deadline(pools, base, mysql_address, bad):
+def test_failover_serves_every_request_within_its_deadline(
+    pools, base, mysql_address, bad
+):
     host, port = mysql_address
     hole = None
     if bad == "closed port":
@@ -199,7 +201,9 @@ def test_all_servers_unavailable_text(pools, base):
     assert SECRET not in text and SECRET not in repr(info.value.errors)
 
 
-def test_execute_retries_counted_exactly(pools, base, mysql_address, proxies, mysql_admin):
+def test_execute_retries_counted_exactly(
+    pools, base, mysql_address, proxies, mysql_admin
+):
     host, port = mysql_address
     proxy = proxies()
     pool = pools(

@@ -23,19 +23,19 @@ from tests.dbutil import pg_backend_pid, wait_for
 from tests.proxy import Blackhole, Proxy, closed_port
 
 psycopg2 = pytest.importorskip("psycopg2")
-import psycopg2.extensions  # noqa: E402
+psycopg2_extensions = pytest.importorskip("psycopg2.extensions")
 
 SECRET = "Pg-Secret-77"
 
 
 @pytest.fixture
 def green_psycopg2():
-    saved = psycopg2.extensions.get_wait_callback()
+    saved = psycopg2_extensions.get_wait_callback()
     db_pool.make_psycopg_green()
     try:
         yield psycopg2
     finally:
-        psycopg2.extensions.set_wait_callback(saved)
+        psycopg2_extensions.set_wait_callback(saved)
 
 
 @pytest.fixture
@@ -130,9 +130,7 @@ def test_round_robin_spread_seen_by_the_server(
             (unique_name,),
         )
     )
-    direct = sum(
-        1 for c in held if client_ports[pg_backend_pid(c)] == local_port(c)
-    )
+    direct = sum(1 for c in held if client_ports[pg_backend_pid(c)] == local_port(c))
     assert direct == 5
     stats = pool.stats()["servers"]
     assert {k: v["open"] for k, v in stats.items()} == {
@@ -233,7 +231,10 @@ def test_recovery_after_the_proxy_comes_back(green_psycopg2, pools, base, proxie
         with pool.connection() as conn:
             select(conn)
     # Back in the rotation: five each.
-    assert (flaky.accepted_count - before[0], steady.accepted_count - before[1]) == (5, 5)
+    assert (flaky.accepted_count - before[0], steady.accepted_count - before[1]) == (
+        5,
+        5,
+    )
 
 
 def test_all_servers_unavailable_text(green_psycopg2, pools, base):
@@ -300,7 +301,9 @@ def test_execute_retries_counted_exactly(
     # Work that fails for another reason is not retried.
     calls.clear()
     with pytest.raises(psycopg2.errors.UndefinedTable):
-        pool.execute(lambda conn: (calls.append(1), select(conn, "SELECT * FROM dbp_nowhere")))
+        pool.execute(
+            lambda conn: (calls.append(1), select(conn, "SELECT * FROM dbp_nowhere"))
+        )
     assert calls == [1]
 
 

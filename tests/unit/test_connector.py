@@ -62,7 +62,9 @@ def test_one_pool_per_key_under_many_green_threads(db, connectors):
 
 
 def test_credentials_and_keywords(db, connectors):
-    connector = connectors(db, CREDS, db_pool.RawConnectionPool, connect_args={"port": 5})
+    connector = connectors(
+        db, CREDS, db_pool.RawConnectionPool, connect_args={"port": 5}
+    )
     for host, user in (("db1", "alice"), ("db2", "app")):
         pool = connector.get(host, "shop")
         conn = pool.get()
@@ -89,7 +91,12 @@ def test_no_credentials_at_all(db, connectors):
 
 @pytest.mark.parametrize(
     "module_name, keyword",
-    [("psycopg2", "dbname"), ("pymysql", "database"), ("MySQLdb", "db"), ("sqlite3", "database")],
+    [
+        ("psycopg2", "dbname"),
+        ("pymysql", "database"),
+        ("MySQLdb", "db"),
+        ("sqlite3", "database"),
+    ],
 )
 def test_database_keyword_per_driver(module_name, keyword, connectors):
     fake = FakeDB(name=module_name)
@@ -104,7 +111,13 @@ def test_database_keyword_per_driver(module_name, keyword, connectors):
 
 
 def test_dbname_keyword_override(db, connectors):
-    connector = connectors(db, {}, db_pool.RawConnectionPool, dbname_keyword="schema", host_keyword="server")
+    connector = connectors(
+        db,
+        {},
+        db_pool.RawConnectionPool,
+        dbname_keyword="schema",
+        host_keyword="server",
+    )
     pool = connector.get("h", "s")
     conn = pool.get()
     assert raw_of(conn).kwargs == {"server": "h", "schema": "s"}
@@ -124,7 +137,9 @@ def test_positional_pool_arguments_as_in_eventlet(db, connectors):
 
 
 def test_shared_cap_per_host(db, connectors):
-    connector = connectors(db, {}, db_pool.RawConnectionPool, max_size=4, max_per_host=5)
+    connector = connectors(
+        db, {}, db_pool.RawConnectionPool, max_size=4, max_per_host=5
+    )
     first = connector.get("h", "a")
     assert first.max_size == 4
     held = [first.get() for _ in range(4)]
@@ -150,7 +165,9 @@ def test_shared_cap_per_host(db, connectors):
 
 def test_shared_cap_holds_under_load(db, connectors):
     db.connect_delay = 0.002
-    connector = connectors(db, {}, db_pool.RawConnectionPool, max_size=10, max_per_host=6)
+    connector = connectors(
+        db, {}, db_pool.RawConnectionPool, max_size=10, max_per_host=6
+    )
     names = ["a", "b", "c"]
     for name in names:
         connector.get("h", name)

@@ -14,8 +14,8 @@ import pytest
 
 import db_pool
 from db_pool.servers import parse_servers
-from tests.fakedb import OperationalError, ProgrammingError
 from tests.dbutil import wait_for
+from tests.fakedb import OperationalError, ProgrammingError
 from tests.unit._fakes import raw_of
 
 _threading = eventlet.patcher.original("threading")
@@ -53,11 +53,14 @@ class Cluster:
         if state == "down":
             raise OperationalError(
                 'connection to server at "%s" failed: Connection refused '
-                "(dsn: host=%s password=%s)" % (addr, kwargs.get("host"), kwargs.get("password"))
+                "(dsn: host=%s password=%s)"
+                % (addr, kwargs.get("host"), kwargs.get("password"))
             )
         if state == "hang":
             self.in_flight[addr] += 1
-            self.max_in_flight[addr] = max(self.max_in_flight[addr], self.in_flight[addr])
+            self.max_in_flight[addr] = max(
+                self.max_in_flight[addr], self.in_flight[addr]
+            )
             try:
                 if _threading.current_thread() is _threading.main_thread():
                     while not self._released.is_set():
@@ -98,12 +101,18 @@ def disconnect(exc):
 POOLS = [db_pool.RawConnectionPool, db_pool.TpooledConnectionPool]
 
 
-# -- parsing ---------------------------------------------------------------------
+# -- parsing ---------------------------------------------------------------------------
 
 
 def test_parse_strings_and_dicts():
     parsed = parse_servers(
-        ["db1", "db2:5433", "[::1]:6432", "::1", {"host": "db3", "port": "7000", "dbname": "x"}]
+        [
+            "db1",
+            "db2:5433",
+            "[::1]:6432",
+            "::1",
+            {"host": "db3", "port": "7000", "dbname": "x"},
+        ]
     )
     assert parsed == [
         ("db1", {"host": "db1"}),
@@ -155,7 +164,7 @@ def test_bad_entry_error_hides_password(db):
     assert SECRET not in str(info.value)
 
 
-# -- spreading ------------------------------------------------------------------------
+# -- spreading -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("pool_cls", POOLS, ids=["raw", "tpooled"])
@@ -183,7 +192,9 @@ def test_round_robin_spreads_new_connections_evenly(pool_cls, db, cluster, make_
 
 def test_concurrent_connects_spread(db, cluster, make_pool):
     db.connect_delay = 0.01
-    pool = make_pool(db_pool.RawConnectionPool, db, max_size=12, servers=["a:1", "b:2", "c:3"])
+    pool = make_pool(
+        db_pool.RawConnectionPool, db, max_size=12, servers=["a:1", "b:2", "c:3"]
+    )
     conns = [None] * 12
 
     def take(i):
@@ -192,7 +203,11 @@ def test_concurrent_connects_spread(db, cluster, make_pool):
     pile = [eventlet.spawn(take, i) for i in range(12)]
     for gt in pile:
         gt.wait()
-    assert collections.Counter(server_of(c) for c in conns) == {"a:1": 4, "b:2": 4, "c:3": 4}
+    assert collections.Counter(server_of(c) for c in conns) == {
+        "a:1": 4,
+        "b:2": 4,
+        "c:3": 4,
+    }
     assert {k: s["open"] for k, s in pool.stats()["servers"].items()} == {
         "a:1": 4,
         "b:2": 4,
@@ -224,7 +239,12 @@ def test_server_keywords_override_pool_keywords(db, cluster, make_pool):
         dbname="shop",
     )
     conn = pool.get()
-    assert raw_of(conn).kwargs == {"host": "a", "port": 1, "user": "replica", "dbname": "shop"}
+    assert raw_of(conn).kwargs == {
+        "host": "a",
+        "port": 1,
+        "user": "replica",
+        "dbname": "shop",
+    }
     pool.put(conn)
 
 
@@ -236,7 +256,9 @@ def test_sqlite_file_list(tmp_path, make_pool):
         c.execute("INSERT INTO whoami VALUES (?)", (path,))
         c.commit()
         c.close()
-    pool = make_pool(db_pool.RawConnectionPool, sqlite3, max_size=2, max_idle=0, servers=paths)
+    pool = make_pool(
+        db_pool.RawConnectionPool, sqlite3, max_size=2, max_idle=0, servers=paths
+    )
     seen = []
     for _ in range(4):
         with pool.connection() as conn:
@@ -244,7 +266,7 @@ def test_sqlite_file_list(tmp_path, make_pool):
     assert collections.Counter(seen) == {paths[0]: 2, paths[1]: 2}
 
 
-# -- failover -----------------------------------------------------------------------------
+# -- failover --------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("pool_cls", POOLS, ids=["raw", "tpooled"])
@@ -364,7 +386,10 @@ def test_one_probe_at_a_time_per_server(db, cluster, make_pool):
     )
     with pytest.raises(db_pool.AllServersUnavailable):
         pool.get()
-    wait_for(lambda: cluster.attempts["a:1"] >= 3 and cluster.attempts["b:2"] >= 10, timeout=5)
+    wait_for(
+        lambda: cluster.attempts["a:1"] >= 3 and cluster.attempts["b:2"] >= 10,
+        timeout=5,
+    )
     assert cluster.max_in_flight["a:1"] == 1
 
 
@@ -449,7 +474,9 @@ def test_connect_timeout_bounds_each_attempt(db, cluster, make_pool):
 
 def test_deadline_passing_raises_pool_timeout(db, cluster, make_pool):
     cluster.state["a:1"] = cluster.state["b:2"] = "hang"
-    pool = make_pool(db_pool.RawConnectionPool, db, servers=["a:1", "b:2"], connect_timeout=5)
+    pool = make_pool(
+        db_pool.RawConnectionPool, db, servers=["a:1", "b:2"], connect_timeout=5
+    )
     start = time.monotonic()
     with pytest.raises(db_pool.PoolTimeout):
         pool.get(timeout=0.3)
@@ -457,10 +484,12 @@ def test_deadline_passing_raises_pool_timeout(db, cluster, make_pool):
     assert pool.current_size == 0
 
 
-# -- all servers down -----------------------------------------------------------------------
+# -- all servers down ------------------------------------------------------------------
 
 
-def test_all_servers_unavailable_names_every_server_without_secrets(db, cluster, make_pool):
+def test_all_servers_unavailable_names_every_server_without_secrets(
+    db, cluster, make_pool
+):
     cluster.state["a:1"] = cluster.state["b:2"] = "down"
     events = []
     pool = make_pool(
@@ -534,7 +563,7 @@ def test_all_down_recovers_without_callers(db, cluster, make_pool):
     assert pool.stats()["servers"]["a:1"]["consecutive_failures"] == 0
 
 
-# -- callable server lists ---------------------------------------------------------------------
+# -- callable server lists -------------------------------------------------------------
 
 
 def test_callable_list_is_read_again_when_all_fail(db, cluster, make_pool):
@@ -576,12 +605,16 @@ def test_callable_list_failure_is_reported(db, cluster, make_pool):
     assert SECRET not in text
 
 
-# -- per-server bookkeeping ----------------------------------------------------------------------
+# -- per-server bookkeeping ------------------------------------------------------------
 
 
 def test_open_counts_follow_connections(db, cluster, make_pool):
     pool = make_pool(
-        db_pool.RawConnectionPool, db, max_size=4, servers=["a:1", "b:2"], is_disconnect=disconnect
+        db_pool.RawConnectionPool,
+        db,
+        max_size=4,
+        servers=["a:1", "b:2"],
+        is_disconnect=disconnect,
     )
 
     def open_counts():
@@ -618,7 +651,10 @@ def test_open_counts_follow_connections(db, cluster, make_pool):
 def test_stats_reset_keeps_state(db, cluster, make_pool):
     cluster.state["a:1"] = "down"
     pool = make_pool(
-        db_pool.RawConnectionPool, db, servers=["a:1", "b:2"], reconnect_delay=(5.0, 10.0)
+        db_pool.RawConnectionPool,
+        db,
+        servers=["a:1", "b:2"],
+        reconnect_delay=(5.0, 10.0),
     )
     held = [pool.get(), pool.get()]  # the second starts on the other server
     first = pool.stats(reset=True)["servers"]
@@ -643,7 +679,7 @@ def test_disconnects_counted_per_server(db, cluster, make_pool):
     assert stats["down"] is False  # a lost session is not a lost server
 
 
-# -- execute() -------------------------------------------------------------------------------------
+# -- execute() -------------------------------------------------------------------------
 
 
 def test_execute_returns_fn_result(db, cluster, make_pool):
@@ -763,7 +799,9 @@ def test_execute_does_not_retry_other_errors(db, cluster, make_pool):
 
 
 def test_execute_without_retries_raises_the_driver_error(db, cluster, make_pool):
-    pool = make_pool(db_pool.RawConnectionPool, db, servers=["a:1"], is_disconnect=disconnect)
+    pool = make_pool(
+        db_pool.RawConnectionPool, db, servers=["a:1"], is_disconnect=disconnect
+    )
 
     def fn(conn):
         raw_of(conn).kill()
