@@ -292,10 +292,11 @@ class PyMySQLDriver(MySQLDriver):
 
 class MySQLdbDriver(MySQLDriver):
     def ping(self, conn: Any) -> None:
-        try:
-            conn.ping(False)
-        except TypeError:  # older mysqlclient: ping() takes no argument
-            conn.ping()
+        # No argument: mysqlclient 2.2.1 deprecated ping(reconnect) (a
+        # DeprecationWarning, an error where warnings are errors, would make
+        # every ping fail), and the reconnect flag is off by default since
+        # MySQL 5.0.3, so ping() alone never reconnects behind our back.
+        conn.ping()
 
     def thread_connect_kwargs(
         self, kwargs: dict[str, Any], connect_timeout: float | None
