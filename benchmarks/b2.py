@@ -16,9 +16,11 @@ import eventlet
 
 from . import fakedb
 from .candidates import Candidate, Driver
-from .harness import clock, median, percentile, rotations, settle
+from .harness import clock, join_all, median, percentile, rotations, settle
 
 SLOTS = 10
+# The slowest pool takes seconds per round; this only catches a hang.
+JOIN_TIMEOUT = 300.0
 TITLE = "B2  contention, fake driver, sleep(0) while holding"
 
 
@@ -63,8 +65,7 @@ def contend(opened: Any, threads: int, cycles: int) -> dict[str, float]:
 
     t0 = clock()
     workers = [eventlet.spawn(worker) for _ in range(threads)]
-    for gt in workers:
-        gt.wait()
+    join_all(workers, JOIN_TIMEOUT)
     elapsed = clock() - t0
     waits.sort()
     total = threads * cycles
@@ -84,24 +85,39 @@ def run(candidates: list[Candidate], quick: bool) -> dict[str, Any]:
     threads, cycles, rounds = (300, 30, 2) if quick else (1000, 100, 3)
     driver = Driver("fake", fakedb)
     candidates = [c for c in candidates if c.blocking]
-    for cand in candidates:  # warm-up, untimed
-        opened = cand.open(SLOTS, driver)
-        contend(opened, 50, 5)
-        opened.close()
+    errors: dict[str, str] = {}
 
-    samples: dict[str, list[dict[str, float]]] = {c.key: [] for c in candidates}
-    for _, cand in rotations(candidates, rounds):
+    def measure(cand: Candidate, threads: int, cycles: int) -> dict[str, float]:
         opened = cand.open(SLOTS, driver)
         settle()
-        samples[cand.key].append(contend(opened, threads, cycles))
-        opened.close()
+        try:
+            return contend(opened, threads, cycles)
+        finally:
+            opened.close()
+
+    samples: dict[str, list[dict[str, float]]] = {c.key: [] for c in candidates}
+    warm_up = [(c, 50, 5) for c in candidates]
+    timed = [(c, threads, cycles) for _, c in rotations(candidates, rounds)]
+    for n, (cand, t, c) in enumerate(warm_up + timed):
+        if cand.key in errors:
+            continue
+        try:
+            result = measure(cand, t, c)
+        except Exception as exc:  # one broken pool must not end the run
+            errors[cand.key] = f"{type(exc).__name__}: {exc}"
+            continue
+        if n >= len(warm_up):
+            samples[cand.key].append(result)
 
     rows = []
     for c in candidates:
         row: dict[str, Any] = {"key": c.key, "label": c.label}
-        for metric in METRICS:
-            row[metric] = median([s[metric] for s in samples[c.key]])
-        row["samples"] = samples[c.key]
+        if c.key in errors:
+            row["error"] = errors[c.key]
+        else:
+            for metric in METRICS:
+                row[metric] = median([s[metric] for s in samples[c.key]])
+            row["samples"] = samples[c.key]
         rows.append(row)
     return {
         "title": TITLE,

@@ -32,10 +32,19 @@ import eventlet
 
 from . import fakedb
 from .candidates import Candidate, Driver
-from .harness import calibrate, clock, cycle_loop, median, rotations, settle
+from .harness import (
+    calibrate,
+    clock,
+    cycle_loop,
+    join_all,
+    median,
+    rotations,
+    settle,
+)
 
 SIZES = (1, 10, 100, 1000)
 DEPTHS = (0, 1, 100, 10000)
+JOIN_TIMEOUT = 120.0  # a relay takes well under a second; this catches a hang
 TITLE = "B4  scale: cycle cost against pool size and queue depth"
 
 
@@ -91,8 +100,7 @@ def relay(opened: Any, depth: int, cycles: int) -> tuple[float, float]:
     while state["queued"] < threads:
         eventlet.sleep(0)
     put(held)
-    for gt in workers:
-        gt.wait()
+    join_all(workers, JOIN_TIMEOUT)
     us = (state["t1"] - state["t0"]) / cycles * 1e6
     return us, 100.0 * state["handoffs"] / cycles
 

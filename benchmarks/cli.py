@@ -130,10 +130,31 @@ def log(message: str) -> None:
     print(f"... {message}", file=sys.stderr, flush=True)
 
 
+def _run_one(
+    bench: str,
+    args: argparse.Namespace,
+    candidates: list[Any],
+    note: str,
+    db_pool_module: Any,
+) -> dict[str, Any]:
+    have_db_pool = bool(candidates) and candidates[0].key == DB_POOL
+    if bench == "B1":
+        return b1.run(candidates, args.quick)
+    if bench == "B2":
+        return b2.run(candidates, args.quick)
+    if bench == "B3":
+        return b3.run(candidates, args.quick, db_pool_module, log)
+    if bench == "B4":
+        if not have_db_pool:
+            return {"title": b4.TITLE, "skipped": note}
+        floor = next(c for c in candidates if c.key == HANDOFF)
+        return b4.run(candidates[0], floor, args.quick)
+    return b5.run(args.quick, args.stand_in)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     candidates, note = roster(args.stand_in)
-    have_db_pool = any(c.key == DB_POOL for c in candidates)
     db_pool_module = None if args.stand_in else load_db_pool()[0]
     env = environment(args)
 
@@ -156,25 +177,22 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     targets: list[report.Target] = []
     started = time.monotonic()
+    crashed = False
     for bench in args.only:
         t0 = time.monotonic()
         meter = CpuMeter()
         log(f"{bench} running")
-        if bench == "B1":
-            results[bench] = b1.run(candidates, args.quick)
-        elif bench == "B2":
-            results[bench] = b2.run(candidates, args.quick)
-        elif bench == "B3":
-            results[bench] = b3.run(candidates, args.quick, db_pool_module, log)
-        elif bench == "B4":
-            floor = next(c for c in candidates if c.key == HANDOFF)
-            results[bench] = (
-                b4.run(candidates[0], floor, args.quick)
-                if have_db_pool
-                else {"title": b4.TITLE, "skipped": note}
-            )
-        elif bench == "B5":
-            results[bench] = b5.run(args.quick, args.stand_in)
+        try:
+            results[bench] = _run_one(bench, args, candidates, note, db_pool_module)
+        except Exception as exc:  # report it, and go on with the others
+            import traceback
+
+            print(f"{bench}  FAILED: {type(exc).__name__}: {exc}\n")
+            traceback.print_exc()
+            results[bench] = {"error": f"{type(exc).__name__}: {exc}"}
+            targets.append(report.Target(bench, "ran to completion", 0.0, ">=", 1.0))
+            crashed = True
+            continue
         results[bench]["seconds"] = time.monotonic() - t0
         results[bench]["others_cpu_pct"] = meter.others_percent()
         text, found = report.SECTIONS[bench](results[bench])
@@ -214,4 +232,4 @@ def main(argv: list[str] | None = None) -> int:
     if args.chart:
         report.chart(results, targets, args.chart)
         print(f"wrote {args.chart}")
-    return 0
+    return 1 if crashed else 0

@@ -6,7 +6,7 @@ import gc
 import os
 import time
 from itertools import repeat
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 T = TypeVar("T")
 
@@ -109,3 +109,29 @@ class CpuMeter:
         own = _own_cpu_seconds() - self._own
         capacity = wall * (os.cpu_count() or 1)
         return max(0.0, 100.0 * (busy - own) / capacity) if capacity else 0.0
+
+
+class Stuck(RuntimeError):
+    """Green threads of a benchmark did not finish: the pool lost a wake-up."""
+
+
+def join_all(threads: Sequence[Any], timeout: float) -> None:
+    """Wait for every green thread; kill the rest and raise after *timeout*.
+
+    A pool that loses a connection or a wake-up would otherwise hang the
+    whole run instead of failing one measurement.
+    """
+    import eventlet
+
+    try:
+        with eventlet.Timeout(timeout):
+            for gt in threads:
+                gt.wait()
+    except eventlet.Timeout:
+        alive = [gt for gt in threads if not gt.dead]
+        for gt in alive:
+            gt.kill()
+        raise Stuck(
+            f"{len(alive)} of {len(threads)} green threads still running after"
+            f" {timeout:g} s"
+        ) from None

@@ -197,17 +197,19 @@ def b2(result: dict[str, Any]) -> tuple[str, list[Target]]:
             "max ms",
             "max/p50",
             "overtakes %",
+            "",
         ],
         [
             (
                 r["label"],
-                r["throughput"],
-                ratio(r["throughput"], ref),
-                r["wait_p50_ms"],
-                r["wait_p99_ms"],
-                r["wait_max_ms"],
-                ratio(r["wait_max_ms"], r["wait_p50_ms"]),
-                r["overtake_pct"],
+                r.get("throughput"),
+                ratio(r.get("throughput"), ref),
+                r.get("wait_p50_ms"),
+                r.get("wait_p99_ms"),
+                r.get("wait_max_ms"),
+                ratio(r.get("wait_max_ms"), r.get("wait_p50_ms")),
+                r.get("overtake_pct"),
+                r.get("error", ""),
             )
             for r in result["rows"]
         ],
@@ -572,7 +574,7 @@ def chart(results: dict[str, Any], targets: list[Target], path: str) -> None:
             log=True,
         )
     if "B2" in results:
-        r = results["B2"]["rows"]
+        r = [x for x in results["B2"]["rows"] if "throughput" in x]
         barh(
             next(ax_iter),
             [f"{x['label']} ({x['overtake_pct']:.0f} % overtake)" for x in r],
