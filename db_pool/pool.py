@@ -41,6 +41,7 @@ from .errors import (
     TooManyWaiters,
 )
 from .events import Listeners
+from .secrets import connect_secrets, redact
 from .wrapper import PooledConnectionWrapper, _Detached, set_record
 
 logger = logging.getLogger("db_pool")
@@ -374,6 +375,8 @@ class BaseConnectionPool:
         self._db_module = db_module
         self._args = args
         self._kwargs = kwargs
+        # Scrubbed from every driver error text the pool logs or raises.
+        self._secrets = connect_secrets(args, kwargs)
         self._driver: Driver = driver_for(db_module)
         if reset_timeout is _DEFAULT:
             reset_timeout = self.connect_timeout if self._driver.networked else None
@@ -443,7 +446,7 @@ class BaseConnectionPool:
                 logger.warning(
                     "pool %r: could not open a min_size connection: %s",
                     self.name,
-                    _describe(exc),
+                    _describe(exc, self._secrets),
                 )
                 self._ensure_maintenance()
                 break
@@ -905,7 +908,9 @@ class BaseConnectionPool:
                 raise err from None
             if isinstance(exc, Exception):
                 logger.warning(
-                    "pool %r: connect failed: %s", self.name, _describe(exc)
+                    "pool %r: connect failed: %s",
+                    self.name,
+                    _describe(exc, self._secrets),
                 )
                 self._listeners.fire("connection_failed", error=exc)
             raise
@@ -993,7 +998,7 @@ class BaseConnectionPool:
             logger.warning(
                 "pool %r: connection failed its check (%s); discarded",
                 self.name,
-                _describe(exc),
+                _describe(exc, self._secrets),
             )
             self._mark_suspects(rec)
             return False
@@ -1181,7 +1186,7 @@ class BaseConnectionPool:
                         "pool %r: cleanup %s raised %s; connection discarded",
                         self.name,
                         getattr(cleanup, "__name__", cleanup),
-                        _describe(exc),
+                        _describe(exc, self._secrets),
                     )
                     # A reset that failed because the connection is gone (a
                     # driver without a "closed" flag, such as MySQLdb, only
@@ -1356,7 +1361,9 @@ class BaseConnectionPool:
         except Exception as exc:
             if not quiet:
                 logger.warning(
-                    "pool %r: connection close() raised %s", self.name, _describe(exc)
+                    "pool %r: connection close() raised %s",
+                    self.name,
+                    _describe(exc, self._secrets),
                 )
             # An error raised through eventlet.tpool sits in a reference
             # cycle with the frames of its traceback, which hold *conn*:
@@ -1452,7 +1459,7 @@ class BaseConnectionPool:
                         raise
                     raise MaximumRetryException(
                         "pool %r: gave up after %d attempts: %s"
-                        % (self.name, attempts, _describe(exc)),
+                        % (self.name, attempts, _describe(exc, self._secrets)),
                         self.name,
                         attempts,
                     ) from exc
@@ -1716,10 +1723,11 @@ def _format_site(code: Any) -> str:
     )
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, secrets: Iterable[str] = ()) -> str:
     """One line about *exc*, safe to log: type and message, secrets removed."""
-    from .secrets import redact
 
     text = str(exc).strip().splitlines()
     first = text[0] if text else ""
-    return "%s: %s" % (type(exc).__name__, redact(first)) if first else type(exc).__name__
+    if not first:
+        return type(exc).__name__
+    return "%s: %s" % (type(exc).__name__, redact(first, secrets))
