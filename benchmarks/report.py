@@ -10,6 +10,9 @@ from .harness import median
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 MB = 1_000_000
+# Above this share of the machine's CPU used by other processes during a
+# fake-driver benchmark, its figures say more about the neighbours.
+BUSY_PCT = 20.0
 
 
 # -- plain-text tables ---------------------------------------------------------
@@ -510,6 +513,8 @@ def section_header(bench: str, result: dict[str, Any]) -> str:
             " the machine's CPU meanwhile"
             + (", database servers included)" if bench == "B3" else ")")
         )
+        if bench != "B3" and others > BUSY_PCT:
+            text += "\n  WARNING: the machine was busy; these figures are unreliable"
     return text
 
 
