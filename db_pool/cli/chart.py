@@ -36,8 +36,11 @@ def write_chart(path: str, rows: list[dict[str, Any]], recommended: int | None, 
     asked for and matplotlib is missing).
     """
     if have_matplotlib():
-        _matplotlib_chart(path, rows, recommended, title)
-        return path
+        try:
+            _matplotlib_chart(path, rows, recommended, title)
+            return path
+        except ImportError:
+            pass  # found but broken (a missing dependency): draw it ourselves
     root, ext = os.path.splitext(path)
     if ext.lower() != ".svg":
         path = root + ".svg"
@@ -78,13 +81,15 @@ def _matplotlib_chart(path: str, rows: list[dict[str, Any]], recommended: int | 
     ax2.tick_params(axis="y", labelcolor=WAIT_COLOR)
     ax2.set_ylim(bottom=0)
     if recommended is not None:
+        at_right = recommended == max(sizes) and len(sizes) > 1
         ax.axvline(recommended, color="#2ca02c", linestyle=":", linewidth=2)
         ax.annotate(
             "recommended: %d" % recommended,
             xy=(recommended, 0),
-            xytext=(4, 6),
+            xytext=(-4 if at_right else 4, 6),
             textcoords="offset points",
             color="#2ca02c",
+            ha="right" if at_right else "left",
         )
     lines = ax.get_lines()[:1] + ax2.get_lines()[:1]
     ax.legend(lines, [ln.get_label() for ln in lines], loc="center right")
@@ -171,8 +176,10 @@ def svg_chart(rows: list[dict[str, Any]], recommended: int | None, title: str) -
             '<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#2ca02c" stroke-width="2" '
             'stroke-dasharray="4 4"/>' % (x, top, x, top + ph)
         )
+        at_right = recommended == max(sizes) and len(sizes) > 1
         out.append(
-            '<text x="%.1f" y="%d" fill="#2ca02c">recommended: %d</text>' % (x + 4, top + ph - 8, recommended)
+            '<text x="%.1f" y="%d" fill="#2ca02c" text-anchor="%s">recommended: %d</text>'
+            % (x - 4 if at_right else x + 4, top + ph - 8, "end" if at_right else "start", recommended)
         )
     for values, top_value, color, dash in ((tput, tmax, THROUGHPUT_COLOR, ""), (wait, wmax, WAIT_COLOR, ' stroke-dasharray="6 3"')):
         points = " ".join("%.1f,%.1f" % (xpos(s), ypos(v, top_value)) for s, v in zip(sizes, values))

@@ -75,7 +75,7 @@ class _Session:
     def _with_conn(self, name: str, action: Any, what: str) -> None:
         target = self.target
         timeout = self.args.connect_timeout
-        pool = target.make_pool(1, name, connect_timeout=timeout, pool_timeout=timeout)
+        pool = target.make_pool(1, name, connect_timeout=timeout)
         try:
             try:
                 conn = pool.get()
@@ -153,6 +153,7 @@ def _run_once(
             count=args.count,
             hold=_hold(args, target, workload),
             progress=progress.callback(),
+            drain_timeout=max(10.0, 2 * args.connect_timeout),
         )
     finally:
         pool.close()
@@ -208,6 +209,15 @@ def recommend(rows: list[dict[str, Any]], tolerance: float) -> int | None:
     return min(good)
 
 
+def still_rising(rows: list[dict[str, Any]], recommended: int | None, tolerance: float) -> bool:
+    """True when the recommendation is the largest size tried and throughput
+    was still growing there: a larger pool might do better."""
+    if recommended is None or len(rows) < 2 or recommended != rows[-1]["pool_size"]:
+        return False
+    before, last = rows[-2]["throughput"], rows[-1]["throughput"]
+    return last > before * (1 + tolerance)
+
+
 def size(args: Any, target: Target, progress: Progress, out: IO[str]) -> int:
     """Run the workload at each pool size; recommend one; draw the chart."""
     target.prepare()
@@ -261,6 +271,7 @@ def size(args: Any, target: Target, progress: Progress, out: IO[str]) -> int:
             ) from None
     info = _info(args, target, workload, "size")
     info["tolerance_percent"] = args.tolerance
+    info["still_rising"] = still_rising(rows, recommended, tolerance)
     if args.json:
         data = dict(info)
         data.update(
@@ -287,7 +298,6 @@ def check(args: Any, target: Target, progress: Progress, out: IO[str]) -> int:
         1,
         "check",
         connect_timeout=timeout,
-        pool_timeout=timeout,
         max_idle=None,
         max_age=None,
     )

@@ -81,7 +81,7 @@ class Progress:
         except Exception:  # a closed pipe must not stop the run
             pass
 
-    def callback(self, start_time: Any = None) -> Any:
+    def callback(self) -> Any:
         """A ``progress(fraction, operations)`` callable for :func:`workload.run`."""
         from .. import _green
 

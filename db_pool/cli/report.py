@@ -133,6 +133,10 @@ def size_text(info: dict[str, Any], rows: list[dict[str, Any]], recommended: int
             "  recommended: max_size=%d, the smallest pool within %d%% of the best throughput"
             % (recommended, info["tolerance_percent"])
         )
+        if info.get("still_rising"):
+            lines.append(
+                "  (throughput was still rising at the largest size tried: try larger --sizes)"
+            )
     else:
         lines.append("  no recommendation: no size completed an operation")
     if chart:

@@ -210,6 +210,7 @@ def run(
     hold: float = 0.0,
     progress: Callable[[float, int], None] | None = None,
     seed: int | None = None,
+    drain_timeout: float = 10.0,
 ) -> RunResult:
     """Run *workload* on *pool* from *threads* green threads.
 
@@ -218,7 +219,9 @@ def run(
     opened), and its counters are reset, so that the stats in the result
     cover the measured run only; the warm-up's own counters are in
     ``result.warmup``.  *progress* is called about ten times a second with
-    ``(fraction_done, operations)``.
+    ``(fraction_done, operations)``.  Operations still running
+    *drain_timeout* seconds after the end (a database that stopped
+    answering) are abandoned and counted as errors.
     """
     if (duration is None) == (count is None):
         raise ValueError("give exactly one of duration and count")
@@ -317,8 +320,25 @@ def run(
         if duration is not None:
             sleep(duration)
             state["stop"] = True
-        for g in greenlets:
-            g.wait()
+        else:
+            for g in greenlets:
+                g.wait()
+        # Let the operations under way finish, but not for ever.
+        drain = _green.Timeout(drain_timeout)
+        try:
+            for g in greenlets:
+                g.wait()
+        except _green.Timeout as exc:
+            if exc is not drain:
+                raise
+            stuck = [g for g in greenlets if not g.dead]
+            for g in stuck:
+                g.kill()
+            result.errors += len(stuck)
+            kind = "abandoned: no answer within %gs after the end of the run" % drain_timeout
+            error_kinds[kind] = error_kinds.get(kind, 0) + len(stuck)
+        finally:
+            drain.cancel()
     except BaseException:
         state["stop"] = True
         for g in greenlets:
