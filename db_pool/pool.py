@@ -641,6 +641,7 @@ class BaseConnectionPool:
             # The fast path: a fresh idle connection and nobody in line.
             rec.uses += 1
             rec.checkout_at = now
+            rec.pool = self
             self._checkouts += 1
             rec.where = _getframe(depth).f_code
             w = _new_wrapper(self.wrapper_class)
@@ -720,6 +721,7 @@ class BaseConnectionPool:
             self._wait_buckets[bisect_left(WAIT_BUCKETS, wait)] += 1
         rec.uses += 1
         rec.checkout_at = now
+        rec.pool = self
         self._checkouts += 1
         rec.where = _getframe(depth).f_code
         w = _new_wrapper(self.wrapper_class)
@@ -838,7 +840,12 @@ class BaseConnectionPool:
     # ------------------------------------------------------------------
     # opening
     def create(self) -> tuple[float, float, Any]:
-        """Open a new raw connection: returns ``(last_used, created_at, conn)``."""
+        """Open a new raw connection: returns ``(last_used, created_at, conn)``.
+
+        With ``servers=``, the connection goes to the next server of the list.
+        """
+        if self._servers is not None:
+            return self._servers.create(None)[:3]  # type: ignore[no-any-return]
         now = monotonic()
         conn = self.connect(
             self._db_module, self.connect_timeout, *self._args, **self._kwargs
@@ -931,7 +938,6 @@ class BaseConnectionPool:
         self._connect_time_total += now - start
         self._backoff.reset()
         rec = _Record(conn, now, self._expiry(now))
-        rec.pool = self
         rec.status = self._driver.status_getter(conn)
         rec.server = server
         rec.fresh_until = self._fresh_until(rec, now)
@@ -1207,6 +1213,10 @@ class BaseConnectionPool:
         rec.fresh_until = 0.0 if rec.suspect else (
             until if until < rec.expires_at else rec.expires_at
         )
+        # Only a lent record points at its pool (for its wrapper): idle ones
+        # must not, or the finalizer, which holds free_items, would keep the
+        # pool alive forever.  Checkout sets it again.
+        rec.pool = None
         if self._waiters:
             self._hand_off(rec)
         else:

@@ -64,6 +64,8 @@ class TpooledConnectionPool(BaseConnectionPool):
     _kind = "tpool"
 
     def create(self) -> tuple[float, float, Any]:
+        if self._servers is not None:
+            return super().create()
         now = _green.monotonic()
         kwargs = self._driver.thread_connect_kwargs(self._kwargs, self.connect_timeout)
         conn = self.connect(self._db_module, self.connect_timeout, *self._args, **kwargs)
