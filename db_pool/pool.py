@@ -55,7 +55,9 @@ _INF = float("inf")
 #: Upper bounds (seconds) of the checkout-wait histogram kept for exporters
 #: (``db_pool.prometheus``); counted only for checkouts that waited, which
 #: already take the slow path.
-WAIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+WAIT_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
+)
 
 _MISSING: Any = object()  # "argument not given" (eventlet's name)
 _DEFAULT: Any = object()  # get(timeout=...) not given: use pool_timeout

@@ -18,33 +18,26 @@ from the metrics.  Every metric is labelled ``pool`` with the pool's name
 since the pool was made: ``pool.stats(reset=True)`` does not make them go
 back (see :meth:`db_pool.BaseConnectionPool.lifetime_stats`).
 
-Metrics (namespace ``db_pool`` by default):
+Metrics (namespace ``db_pool`` by default), each labelled ``pool``:
 
-==========================================  =========  ===================================
-name                                        type       what
-==========================================  =========  ===================================
-``db_pool_connections{state}``              gauge      connections free, checked_out, opening
-``db_pool_size``                            gauge      open + opening (``current_size``)
-``db_pool_max_size``, ``db_pool_min_size``  gauge      configured sizes
-``db_pool_waiting``                         gauge      callers waiting for a connection
-``db_pool_closed``                          gauge      1 once the pool is closed
-``db_pool_checkouts_total``                 counter    connections handed out
-``db_pool_connections_opened_total``        counter    connects that succeeded
-``db_pool_connections_closed_total``        counter    connections closed, for any reason
-``db_pool_connect_failures_total``          counter    connects that failed
-``db_pool_connections_discarded_total``     counter    by ``reason``: dead, reset_failed,
-                                                       idle, age, uses
-``db_pool_timeouts_total``                  counter    checkouts that timed out
-``db_pool_too_many_waiters_total``          counter    checkouts refused (``max_waiting``)
-``db_pool_leaks_reclaimed_total``           counter    dropped connections taken back
-``db_pool_checkout_wait_seconds``           histogram  time to get a connection
-``db_pool_checkout_wait_max_seconds``       gauge      longest checkout wait
-``db_pool_hold_seconds``                    summary    time connections were held
-``db_pool_connect_seconds``                 summary    time successful connects took
-``db_pool_<counter>_total``                 counter    every other counter of ``stats()``
-``db_pool_server_up{server}`` and           gauge,     with ``servers=``: each server's
-``db_pool_server_*_total{server}``          counter    state and counters
-==========================================  =========  ===================================
+- gauges: ``db_pool_connections{state}`` (free, checked_out, opening),
+  ``db_pool_size`` (open + opening, ``current_size``), ``db_pool_max_size``,
+  ``db_pool_min_size``, ``db_pool_waiting`` (callers waiting),
+  ``db_pool_closed`` (1 once closed), ``db_pool_checkout_wait_max_seconds``;
+- counters: ``db_pool_checkouts_total``, ``db_pool_connections_opened_total``,
+  ``db_pool_connections_closed_total`` (for any reason),
+  ``db_pool_connect_failures_total``,
+  ``db_pool_connections_discarded_total{reason}`` (dead, reset_failed, idle,
+  age, uses), ``db_pool_timeouts_total``, ``db_pool_too_many_waiters_total``
+  (refused by ``max_waiting``), ``db_pool_leaks_reclaimed_total``, and
+  ``db_pool_<key>_total`` for every other counter of ``stats()``;
+- histogram ``db_pool_checkout_wait_seconds``: time to get a connection
+  (0 for callers served at once);
+- summaries ``db_pool_hold_seconds`` (time connections were held) and
+  ``db_pool_connect_seconds`` (time successful connects took);
+- with ``servers=``, labelled ``server`` too: ``db_pool_server_up``,
+  ``db_pool_server_connections`` and ``db_pool_server_{connects,failures,
+  disconnects,probes}_total``.
 """
 
 from __future__ import annotations
@@ -93,13 +86,27 @@ _SIMPLE_COUNTERS = (
     ("connections_closed", "connections_closed", "Connections closed, for any reason"),
     ("connect_failures", "connect_failures", "Connects that failed"),
     ("timeouts", "timeouts", "Checkouts (or connects) that ran out of time"),
-    ("too_many_waiters", "too_many_waiters", "Checkouts refused because max_waiting callers were waiting"),
-    ("leaks_reclaimed", "leaks_reclaimed", "Connections dropped without being returned, then reclaimed"),
+    (
+        "too_many_waiters",
+        "too_many_waiters",
+        "Checkouts refused because max_waiting callers were waiting",
+    ),
+    (
+        "leaks_reclaimed",
+        "leaks_reclaimed",
+        "Connections dropped without being returned, then reclaimed",
+    ),
 )
 _SHOWN = (
     {key for _, key in _DISCARD_REASONS}
     | {key for _, key, _ in _SIMPLE_COUNTERS}
-    | {"waits", "wait_time_total", "wait_time_max", "hold_time_total", "connect_time_total"}
+    | {
+        "waits",
+        "wait_time_total",
+        "wait_time_max",
+        "hold_time_total",
+        "connect_time_total",
+    }
 )
 _GENERIC_HELP = {
     "leaks_reported": "Connections reported as held longer than leak_timeout",
@@ -107,7 +114,9 @@ _GENERIC_HELP = {
     "ping_failures": "Liveness checks that failed",
     "resets": "Resets (rollbacks) run on returned connections",
     "resets_skipped": "Resets skipped because no transaction was open",
-    "connect_failures_fast": "Checkouts failed at once because the database was known down",
+    "connect_failures_fast": (
+        "Checkouts failed at once because the database was known down"
+    ),
 }
 _SERVER_COUNTERS = (
     ("connects", "Connections opened to the server"),
@@ -187,7 +196,9 @@ class PoolCollector(Collector):
             try:
                 snapshots.append((label, pool.lifetime_stats()))
             except Exception:  # one broken pool must not break the scrape
-                logger.exception("pool %r: collecting stats for Prometheus failed", label)
+                logger.exception(
+                    "pool %r: collecting stats for Prometheus failed", label
+                )
         return self._families(snapshots)
 
     # -- building -------------------------------------------------------------
@@ -214,7 +225,9 @@ class PoolCollector(Collector):
         yield gauge("max_size", "Configured maximum number of connections", "max_size")
         yield gauge("min_size", "Configured minimum number of connections", "min_size")
         yield gauge("waiting", "Callers waiting for a connection", "waiting")
-        closed = GaugeMetricFamily("%s_closed" % ns, "1 once the pool is closed", labels=pool_label)
+        closed = GaugeMetricFamily(
+            "%s_closed" % ns, "1 once the pool is closed", labels=pool_label
+        )
         for label, st in snapshots:
             closed.add_metric([label], 1.0 if st["closed"] else 0.0)
         yield closed
@@ -226,7 +239,8 @@ class PoolCollector(Collector):
             yield fam
         discarded = CounterMetricFamily(
             "%s_connections_discarded" % ns,
-            "Connections closed by the pool, by reason (dead, reset_failed, idle, age, uses)",
+            "Connections closed by the pool, by reason "
+            "(dead, reset_failed, idle, age, uses)",
             labels=["pool", "reason"],
         )
         for label, st in snapshots:
@@ -250,7 +264,11 @@ class PoolCollector(Collector):
             buckets.append(("+Inf", float(st["checkouts"])))
             wait.add_metric([label], buckets, float(st["wait_time_total"]))
         yield wait
-        yield gauge("checkout_wait_max_seconds", "Longest time a caller waited for a connection", "wait_time_max")
+        yield gauge(
+            "checkout_wait_max_seconds",
+            "Longest time a caller waited for a connection",
+            "wait_time_max",
+        )
 
         hold = SummaryMetricFamily(
             "%s_hold_seconds" % ns,
@@ -265,7 +283,9 @@ class PoolCollector(Collector):
         for label, st in snapshots:
             returned = max(st["checkouts"] - st["checked_out"], 0)
             hold.add_metric([label], returned, float(st["hold_time_total"]))
-            connect.add_metric([label], st["connections_opened"], float(st["connect_time_total"]))
+            connect.add_metric(
+                [label], st["connections_opened"], float(st["connect_time_total"])
+            )
         yield hold
         yield connect
 
@@ -276,8 +296,20 @@ class PoolCollector(Collector):
                 for _, st in snapshots
                 for key, value in st.items()
                 if key not in _SHOWN
-                and key not in ("name", "min_size", "max_size", "size", "free", "checked_out",
-                                "opening", "waiting", "closed", "wait_buckets", "servers")
+                and key
+                not in (
+                    "name",
+                    "min_size",
+                    "max_size",
+                    "size",
+                    "free",
+                    "checked_out",
+                    "opening",
+                    "waiting",
+                    "closed",
+                    "wait_buckets",
+                    "servers",
+                )
                 and isinstance(value, (int, float))
                 and not isinstance(value, bool)
             }
@@ -296,15 +328,22 @@ class PoolCollector(Collector):
 
         # Server lists.
         up = GaugeMetricFamily(
-            "%s_server_up" % ns, "1 when the server is taking connections, 0 while down",
+            "%s_server_up" % ns,
+            "1 when the server is taking connections, 0 while down",
             labels=["pool", "server"],
         )
         open_ = GaugeMetricFamily(
-            "%s_server_connections" % ns, "Connections open to the server",
+            "%s_server_connections" % ns,
+            "Connections open to the server",
             labels=["pool", "server"],
         )
         server_counters = [
-            (key, CounterMetricFamily("%s_server_%s" % (ns, key), doc, labels=["pool", "server"]))
+            (
+                key,
+                CounterMetricFamily(
+                    "%s_server_%s" % (ns, key), doc, labels=["pool", "server"]
+                ),
+            )
             for key, doc in _SERVER_COUNTERS
         ]
         for label, st in snapshots:
@@ -323,7 +362,9 @@ def _bound(value: float) -> str:
     return repr(float(value))
 
 
-_registered: "weakref.WeakKeyDictionary[Any, PoolCollector]" = weakref.WeakKeyDictionary()
+_registered: "weakref.WeakKeyDictionary[Any, PoolCollector]" = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def register(source: Any, registry: Any = None) -> PoolCollector:

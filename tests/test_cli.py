@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from db_pool.cli import commands, target as target_mod
+from db_pool.cli import commands
+from db_pool.cli import target as target_mod
 from db_pool.cli.chart import svg_chart
 from db_pool.cli.report import fmt_time
 from db_pool.cli.workload import percentiles
@@ -74,7 +75,14 @@ def assert_percentiles_sane(dist):
 def test_help_lists_the_commands():
     proc = run_cli("--help")
     assert proc.returncode == 0, proc.stderr
-    for word in ("bench", "size", "check", "Without a command", "postgresql://", "mysql+mysqldb://"):
+    for word in (
+        "bench",
+        "size",
+        "check",
+        "Without a command",
+        "postgresql://",
+        "mysql+mysqldb://",
+    ):
         assert word in proc.stdout
     assert proc.stderr == ""
 
@@ -82,8 +90,22 @@ def test_help_lists_the_commands():
 @pytest.mark.parametrize(
     "command, options",
     [
-        ("bench", ["--threads", "--pool-size", "--query", "--duration", "--count", "--json", "--hold"]),
-        ("size", ["--sizes", "--chart", "--no-chart", "--tolerance", "--threads", "--json"]),
+        (
+            "bench",
+            [
+                "--threads",
+                "--pool-size",
+                "--query",
+                "--duration",
+                "--count",
+                "--json",
+                "--hold",
+            ],
+        ),
+        (
+            "size",
+            ["--sizes", "--chart", "--no-chart", "--tolerance", "--threads", "--json"],
+        ),
         ("check", ["--timeout", "--pings", "--json"]),
     ],
 )
@@ -143,7 +165,10 @@ def test_bench_json_counts_are_exact():
     assert data["threads"] == 40 and data["pool_size"] == 4 and data["count"] == 400
     assert data["duration"] is None
     assert data["workload"] == "mixed" and data["hold"] == pytest.approx(0.001)
-    assert data["driver"].startswith("sqlite3") and data["pool_class"] == "RawConnectionPool"
+    assert (
+        data["driver"].startswith("sqlite3")
+        and data["pool_class"] == "RawConnectionPool"
+    )
     pool = data["pool"]
     # The warm-up opened every connection; the counters cover the run only.
     assert data["warmup"]["connections_opened"] == 4
@@ -175,7 +200,10 @@ def test_bench_on_a_sqlite_file_cleans_up_its_table(tmp_path):
     assert table.startswith("db_pool_bench_")
     conn = sqlite3.connect(str(path))
     try:
-        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        tables = [
+            r[0]
+            for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        ]
     finally:
         conn.close()
     assert tables == []
@@ -183,8 +211,19 @@ def test_bench_on_a_sqlite_file_cleans_up_its_table(tmp_path):
 
 def test_bench_query_and_relative_sqlite_path(tmp_path):
     data = run_json(
-        "bench", "--url", "sqlite:///rel.db", "--query", "SELECT 1", "--count", "150",
-        "--threads", "10", "--pool-size", "2", "--hold", "0",
+        "bench",
+        "--url",
+        "sqlite:///rel.db",
+        "--query",
+        "SELECT 1",
+        "--count",
+        "150",
+        "--threads",
+        "10",
+        "--pool-size",
+        "2",
+        "--hold",
+        "0",
         cwd=tmp_path,
     )
     assert (tmp_path / "rel.db").exists()
@@ -214,7 +253,16 @@ def test_live_progress_bar_on_a_terminal():
     master, slave = pty.openpty()
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "db_pool", "bench", "--duration", "1", "--threads", "20"],
+            [
+                sys.executable,
+                "-m",
+                "db_pool",
+                "bench",
+                "--duration",
+                "1",
+                "--threads",
+                "20",
+            ],
             stdout=subprocess.PIPE,
             stderr=slave,
             env=cli_env(),
@@ -250,7 +298,15 @@ def test_live_progress_bar_on_a_terminal():
 def test_size_json_recommendation_and_png_chart(tmp_path):
     chart = tmp_path / "size.png"
     data = run_json(
-        "size", "--sizes", "4,1,2", "--count", "300", "--threads", "30", "--chart", str(chart),
+        "size",
+        "--sizes",
+        "4,1,2",
+        "--count",
+        "300",
+        "--threads",
+        "30",
+        "--chart",
+        str(chart),
     )
     assert data["command"] == "size"
     assert data["sizes"] == [1, 2, 4]  # sorted
@@ -272,7 +328,17 @@ def test_size_json_recommendation_and_png_chart(tmp_path):
 
 def test_size_text_marks_one_recommendation_and_svg_chart(tmp_path):
     chart = tmp_path / "size.svg"
-    proc = run_cli("size", "--sizes", "1,2", "--count", "200", "--threads", "20", "--chart", str(chart))
+    proc = run_cli(
+        "size",
+        "--sizes",
+        "1,2",
+        "--count",
+        "200",
+        "--threads",
+        "20",
+        "--chart",
+        str(chart),
+    )
     assert proc.returncode == 0, proc.stderr
     marked = [ln for ln in proc.stdout.splitlines() if ln.endswith("<- recommended")]
     assert len(marked) == 1
@@ -288,10 +354,19 @@ def test_size_text_marks_one_recommendation_and_svg_chart(tmp_path):
 def test_size_draws_svg_by_hand_without_matplotlib(tmp_path):
     blocker = tmp_path / "block"
     (blocker / "matplotlib").mkdir(parents=True)
-    (blocker / "matplotlib" / "__init__.py").write_text("raise ImportError('no matplotlib here')\n")
+    (blocker / "matplotlib" / "__init__.py").write_text(
+        "raise ImportError('no matplotlib here')\n"
+    )
     data = run_json(
-        "size", "--sizes", "1,2,4", "--count", "150", "--threads", "15",
-        "--chart", str(tmp_path / "chart.png"),
+        "size",
+        "--sizes",
+        "1,2,4",
+        "--count",
+        "150",
+        "--threads",
+        "15",
+        "--chart",
+        str(tmp_path / "chart.png"),
         extra_path=blocker,
     )
     assert data["chart"] == str(tmp_path / "chart.svg")
@@ -305,7 +380,17 @@ def test_size_draws_svg_by_hand_without_matplotlib(tmp_path):
 
 
 def test_size_no_chart(tmp_path):
-    data = run_json("size", "--sizes", "1", "--count", "50", "--threads", "5", "--no-chart", cwd=tmp_path)
+    data = run_json(
+        "size",
+        "--sizes",
+        "1",
+        "--count",
+        "50",
+        "--threads",
+        "5",
+        "--no-chart",
+        cwd=tmp_path,
+    )
     assert data["chart"] is None and data["recommended"] == 1
     assert list(tmp_path.iterdir()) == []
 
@@ -319,7 +404,12 @@ def test_check_sqlite(tmp_path):
     assert data["ok"] is True
     assert data["server_version"] == "SQLite %s" % sqlite3.sqlite_version
     assert data["round_trip"]["count"] == 3
-    assert 0 <= data["round_trip"]["min"] <= data["round_trip"]["median"] <= data["round_trip"]["max"]
+    assert (
+        0
+        <= data["round_trip"]["min"]
+        <= data["round_trip"]["median"]
+        <= data["round_trip"]["max"]
+    )
     assert data["pool"]["checkouts"] == 1 and data["pool"]["connections_opened"] == 1
     proc = run_cli("check", "sqlite:///%s" % path)
     assert proc.returncode == 0
@@ -339,22 +429,44 @@ def _bad_cases():
         (["bench", "--threads", "0"], 2, "--threads"),
         (["bench", "--threads", "abc"], 2, "--threads"),
         (["bench", "--duration", "1", "--count", "5"], 2, "not allowed with"),
-        (["bench", "--url", "sqlite:///a.db", "sqlite:///b.db"], 2, "give the URL once"),
+        (
+            ["bench", "--url", "sqlite:///a.db", "sqlite:///b.db"],
+            2,
+            "give the URL once",
+        ),
         (["size", "--sizes", "1,x"], 2, "--sizes"),
         (["size", "--sizes", "0"], 2, "--sizes"),
         (["check"], 2, "check needs a database URL"),
         (["frobnicate"], 2, "invalid choice"),
         (["check", "sqlite:////nonexistent-dir-db-pool/x.db"], 1, "cannot connect"),
         (["bench", "--query", "SELEC 1", "--count", "5"], 1, "the workload failed"),
-        (["check", "postgresql://u:%s@127.0.0.1:{port}/db" % SECRET], 1, "cannot connect to postgresql://u:***@127.0.0.1:"),
-        (["bench", "mysql://u:%s@127.0.0.1:{port}/db" % SECRET, "--count", "5"], 1, "cannot connect to mysql://u:***@"),
-        (["check", "mysql+mysqldb://u:%s@127.0.0.1:{port}/db" % SECRET], 1, "cannot connect"),
-        (["size", "postgresql://u:%s@127.0.0.1:{port}/db" % SECRET, "--count", "5"], 1, "cannot connect"),
+        (
+            ["check", "postgresql://u:%s@127.0.0.1:{port}/db" % SECRET],
+            1,
+            "cannot connect to postgresql://u:***@127.0.0.1:",
+        ),
+        (
+            ["bench", "mysql://u:%s@127.0.0.1:{port}/db" % SECRET, "--count", "5"],
+            1,
+            "cannot connect to mysql://u:***@",
+        ),
+        (
+            ["check", "mysql+mysqldb://u:%s@127.0.0.1:{port}/db" % SECRET],
+            1,
+            "cannot connect",
+        ),
+        (
+            ["size", "postgresql://u:%s@127.0.0.1:{port}/db" % SECRET, "--count", "5"],
+            1,
+            "cannot connect",
+        ),
     ]
 
 
 @pytest.mark.parametrize("args, status, message", _bad_cases(), ids=lambda v: None)
-def test_bad_input_gives_one_line_and_nonzero_exit(args, status, message, closed_port, tmp_path):
+def test_bad_input_gives_one_line_and_nonzero_exit(
+    args, status, message, closed_port, tmp_path
+):
     args = [a.replace("{port}", str(closed_port)) for a in args]
     proc = run_cli(*args, cwd=tmp_path, timeout=60)
     assert proc.returncode == status, (proc.stdout, proc.stderr)
@@ -372,7 +484,10 @@ def test_bad_input_gives_one_line_and_nonzero_exit(args, status, message, closed
 def test_check_of_a_server_that_never_answers(blackhole, scheme):
     start = time.monotonic()
     proc = run_cli(
-        "check", "%s://u:%s@127.0.0.1:%d/db" % (scheme, SECRET, blackhole.port), "--timeout", "1"
+        "check",
+        "%s://u:%s@127.0.0.1:%d/db" % (scheme, SECRET, blackhole.port),
+        "--timeout",
+        "1",
     )
     elapsed = time.monotonic() - start
     assert proc.returncode == 1
@@ -390,14 +505,28 @@ def test_check_of_a_server_that_never_answers(blackhole, scheme):
     "url, kind, kwargs, display, pool_class",
     [
         (
-            "postgresql://app:%s@db.example:6543/orders?application_name=x&connect_timeout=3" % SECRET,
+            "postgresql://app:%s@db.example:6543/orders?application_name=x&connect_timeout=3"
+            % SECRET,
             "postgresql",
-            {"host": "db.example", "port": 6543, "user": "app", "password": SECRET,
-             "dbname": "orders", "application_name": "x", "connect_timeout": 3},
+            {
+                "host": "db.example",
+                "port": 6543,
+                "user": "app",
+                "password": SECRET,
+                "dbname": "orders",
+                "application_name": "x",
+                "connect_timeout": 3,
+            },
             "postgresql://app:***@db.example:6543/orders",
             "RawConnectionPool",
         ),
-        ("postgres://h/d", "postgresql", {"host": "h", "dbname": "d"}, "postgres://h/d", "RawConnectionPool"),
+        (
+            "postgres://h/d",
+            "postgresql",
+            {"host": "h", "dbname": "d"},
+            "postgres://h/d",
+            "RawConnectionPool",
+        ),
         (
             "mysql://root@127.0.0.1/test",
             "pymysql",
@@ -408,7 +537,13 @@ def test_check_of_a_server_that_never_answers(blackhole, scheme):
         (
             "mysql+mysqldb://u:%s@h:3307/d" % SECRET,
             "mysqldb",
-            {"host": "h", "port": 3307, "user": "u", "password": SECRET, "database": "d"},
+            {
+                "host": "h",
+                "port": 3307,
+                "user": "u",
+                "password": SECRET,
+                "database": "d",
+            },
             "mysql+mysqldb://u:***@h:3307/d",
             "TpooledConnectionPool",
         ),
@@ -455,7 +590,13 @@ def test_percentiles_nearest_rank():
     p = percentiles(values)
     assert (p["p50"], p["p95"], p["p99"], p["max"]) == (50.0, 95.0, 99.0, 100.0)
     assert p["mean"] == pytest.approx(50.5)
-    assert percentiles([]) == {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0, "mean": 0.0}
+    assert percentiles([]) == {
+        "p50": 0.0,
+        "p95": 0.0,
+        "p99": 0.0,
+        "max": 0.0,
+        "mean": 0.0,
+    }
     assert percentiles([0.25])["p99"] == 0.25
 
 
@@ -467,7 +608,9 @@ def _rows(*pairs):
 
 
 def test_recommendation_is_the_smallest_size_near_the_best():
-    rows = _rows((1, 100.0), (2, 190.0), (4, 380.0), (8, 396.0), (16, 400.0), (32, 390.0))
+    rows = _rows(
+        (1, 100.0), (2, 190.0), (4, 380.0), (8, 396.0), (16, 400.0), (32, 390.0)
+    )
     assert commands.recommend(rows, 0.05) == 4  # 380 >= 0.95 * 400
     assert commands.recommend(rows, 0.0) == 16
     assert commands.recommend(rows, 0.5) == 4  # 190 < 200
@@ -481,7 +624,12 @@ def test_recommendation_is_the_smallest_size_near_the_best():
 def test_svg_chart_is_valid_svg():
     rows = [
         {"pool_size": s, "throughput": t, "wait_p99": w}
-        for s, t, w in [(1, 700.0, 0.3), (2, 1400.0, 0.15), (4, 2600.0, 0.08), (8, 2700.0, 0.07)]
+        for s, t, w in [
+            (1, 700.0, 0.3),
+            (2, 1400.0, 0.15),
+            (4, 2600.0, 0.08),
+            (8, 2700.0, 0.07),
+        ]
     ]
     root = ET.fromstring(svg_chart(rows, 4, "title <&> escaped"))
     ns = "{http://www.w3.org/2000/svg}"

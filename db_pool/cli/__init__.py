@@ -23,7 +23,8 @@ PROG = "python -m db_pool"
 COMMANDS = ("bench", "size", "check")
 
 _URL_HELP = (
-    "database URL: %s (default: an embedded SQLite database in a temporary file)" % SCHEMES
+    "database URL: %s (default: an embedded SQLite database in a temporary file)"
+    % SCHEMES
 )
 
 _EPILOG = """\
@@ -50,7 +51,9 @@ def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError("expected a positive integer, got %r" % text) from None
+        raise argparse.ArgumentTypeError(
+            "expected a positive integer, got %r" % text
+        ) from None
     if value < 1:
         raise argparse.ArgumentTypeError("expected a positive integer, got %r" % text)
     return value
@@ -60,16 +63,22 @@ def _seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError("expected a number of seconds, got %r" % text) from None
+        raise argparse.ArgumentTypeError(
+            "expected a number of seconds, got %r" % text
+        ) from None
     if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError("expected a number of seconds >= 0, got %r" % text)
+        raise argparse.ArgumentTypeError(
+            "expected a number of seconds >= 0, got %r" % text
+        )
     return value
 
 
 def _positive_seconds(text: str) -> float:
     value = _seconds(text)
     if value <= 0:
-        raise argparse.ArgumentTypeError("expected a number of seconds > 0, got %r" % text)
+        raise argparse.ArgumentTypeError(
+            "expected a number of seconds > 0, got %r" % text
+        )
     return value
 
 
@@ -89,7 +98,9 @@ def _sizes(text: str) -> list[int]:
             raise argparse.ArgumentTypeError("pool sizes must be >= 1, got %r" % text)
         sizes.append(value)
     if not sizes:
-        raise argparse.ArgumentTypeError("expected at least one pool size, got %r" % text)
+        raise argparse.ArgumentTypeError(
+            "expected at least one pool size, got %r" % text
+        )
     return sorted(set(sizes))
 
 
@@ -97,61 +108,88 @@ def _percent(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError("expected a percentage, got %r" % text) from None
+        raise argparse.ArgumentTypeError(
+            "expected a percentage, got %r" % text
+        ) from None
     if not 0 <= value < 100:
-        raise argparse.ArgumentTypeError("expected a percentage from 0 to 100, got %r" % text)
+        raise argparse.ArgumentTypeError(
+            "expected a percentage from 0 to 100, got %r" % text
+        )
     return value
 
 
 def _add_common(p: argparse.ArgumentParser, url_required: bool = False) -> None:
     p.add_argument("url", nargs="?", metavar="URL", help=_URL_HELP)
-    p.add_argument("--url", dest="url_option", metavar="URL", help="the same, as an option")
-    p.add_argument("--json", action="store_true", help="machine-readable output (JSON on stdout)")
+    p.add_argument(
+        "--url", dest="url_option", metavar="URL", help="the same, as an option"
+    )
+    p.add_argument(
+        "--json", action="store_true", help="machine-readable output (JSON on stdout)"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     p.add_argument(
         "-v",
         "--verbose",
         action="count",
         default=0,
-        help="show db_pool's log on stderr (-vv: debug); also tracebacks of internal errors",
+        help="show db_pool's log on stderr (-vv: debug); also tracebacks of "
+        "internal errors",
     )
 
 
 def _add_load(p: argparse.ArgumentParser, duration: float) -> None:
     p.add_argument(
-        "--threads", type=_positive_int, default=200, metavar="N",
+        "--threads",
+        type=_positive_int,
+        default=200,
+        metavar="N",
         help="green threads running the workload (default: 200)",
     )
     p.add_argument(
-        "--query", metavar="SQL",
+        "--query",
+        metavar="SQL",
         help="run this statement as the workload (default: SELECT 1 on a server; "
         "the mixed workload on SQLite)",
     )
     p.add_argument(
-        "--mixed", action="store_true",
+        "--mixed",
+        action="store_true",
         help="the mixed workload on a server too: 90%% point reads and 10%% "
         "updates on a scratch table of 1000 rows, created and dropped by the run",
     )
     until = p.add_mutually_exclusive_group()
     until.add_argument(
-        "--duration", type=_positive_seconds, default=duration, metavar="SECONDS",
+        "--duration",
+        type=_positive_seconds,
+        default=duration,
+        metavar="SECONDS",
         help="how long each run lasts (default: %g)" % duration,
     )
     until.add_argument(
-        "--count", type=_positive_int, metavar="N",
+        "--count",
+        type=_positive_int,
+        metavar="N",
         help="stop after N operations in all, instead of after --duration",
     )
     p.add_argument(
-        "--hold", type=_seconds, metavar="SECONDS",
+        "--hold",
+        type=_seconds,
+        metavar="SECONDS",
         help="keep each connection this much longer after its statement, as a "
         "request doing its own I/O would (default: 0.001 on SQLite, 0 on a server)",
     )
     p.add_argument(
-        "--connect-timeout", type=_positive_seconds, default=5.0, metavar="SECONDS",
+        "--connect-timeout",
+        type=_positive_seconds,
+        default=5.0,
+        metavar="SECONDS",
         help="the pool's connect_timeout (default: 5)",
     )
     p.add_argument(
-        "--pool-timeout", type=_positive_seconds, default=None, metavar="SECONDS",
+        "--pool-timeout",
+        type=_positive_seconds,
+        default=None,
+        metavar="SECONDS",
         help="the pool's pool_timeout: give up waiting for a connection after "
         "this long (default: wait for ever)",
     )
@@ -171,12 +209,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     from .. import __version__
 
-    parser.add_argument("--version", action="version", version="db_pool %s" % __version__)
+    parser.add_argument(
+        "--version", action="version", version="db_pool %s" % __version__
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     bench = sub.add_parser(
         "bench",
-        help="run a concurrent workload and report throughput, latency and wait percentiles",
+        help="run a concurrent workload and report throughput, latency and "
+        "wait percentiles",
         description=(
             "Run a workload from many green threads sharing one pool, with a "
             "progress bar on stderr; then print throughput, latency and "
@@ -189,7 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(bench)
     _add_load(bench, 3.0)
     bench.add_argument(
-        "--pool-size", type=_positive_int, default=8, metavar="N",
+        "--pool-size",
+        type=_positive_int,
+        default=8,
+        metavar="N",
         help="the pool's max_size (default: 8)",
     )
 
@@ -208,21 +252,36 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(size)
     _add_load(size, 2.0)
     size.add_argument(
-        "--sizes", type=_sizes, default=[1, 2, 4, 8, 16, 32], metavar="N,N,...",
+        "--sizes",
+        type=_sizes,
+        default=[1, 2, 4, 8, 16, 32],
+        metavar="N,N,...",
         help="pool sizes to try (default: 1,2,4,8,16,32)",
     )
     size.add_argument(
-        "--tolerance", type=_percent, default=5.0, metavar="PERCENT",
-        help="recommend the smallest size within this much of the best throughput (default: 5)",
+        "--tolerance",
+        type=_percent,
+        default=5.0,
+        metavar="PERCENT",
+        help="recommend the smallest size within this much of the best "
+        "throughput (default: 5)",
     )
     from .chart import DEFAULT_CHART
 
     size.add_argument(
-        "--chart", default=DEFAULT_CHART, metavar="PATH",
+        "--chart",
+        default=DEFAULT_CHART,
+        metavar="PATH",
         help="where to write the chart; its extension picks PNG or SVG (default: "
         "%(default)s; without matplotlib, an SVG drawn by hand)",
     )
-    size.add_argument("--no-chart", dest="chart", action="store_const", const=None, help="draw no chart")
+    size.add_argument(
+        "--no-chart",
+        dest="chart",
+        action="store_const",
+        const=None,
+        help="draw no chart",
+    )
 
     check = sub.add_parser(
         "check",
@@ -237,11 +296,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(check)
     check.add_argument(
-        "--timeout", type=_positive_seconds, default=5.0, metavar="SECONDS",
+        "--timeout",
+        type=_positive_seconds,
+        default=5.0,
+        metavar="SECONDS",
         help="give up connecting, and answering, after this long (default: 5)",
     )
     check.add_argument(
-        "--pings", type=_positive_int, default=5, metavar="N",
+        "--pings",
+        type=_positive_int,
+        default=5,
+        metavar="N",
         help="round trips to time (default: 5)",
     )
     return parser
@@ -269,7 +334,8 @@ def main(argv: Sequence[str] | None = None, stdout: IO[str] | None = None) -> in
     args_list = list(sys.argv[1:] if argv is None else argv)
     out = stdout if stdout is not None else sys.stdout
     if not args_list or (
-        args_list[0].startswith("-") and args_list[0] not in ("-h", "--help", "--version")
+        args_list[0].startswith("-")
+        and args_list[0] not in ("-h", "--help", "--version")
     ):
         args_list.insert(0, "bench")
     parser = build_parser()

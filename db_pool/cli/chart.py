@@ -29,7 +29,9 @@ def have_matplotlib() -> bool:
 DEFAULT_CHART = "db_pool-size.png"
 
 
-def write_chart(path: str, rows: list[dict[str, Any]], recommended: int | None, title: str) -> str:
+def write_chart(
+    path: str, rows: list[dict[str, Any]], recommended: int | None, title: str
+) -> str:
     """Draw *rows* (``pool_size``, ``throughput``, ``wait_p99``) to *path*.
 
     Returns the path written (which differs from *path* only when a PNG was
@@ -49,7 +51,9 @@ def write_chart(path: str, rows: list[dict[str, Any]], recommended: int | None, 
     return path
 
 
-def _matplotlib_chart(path: str, rows: list[dict[str, Any]], recommended: int | None, title: str) -> None:
+def _matplotlib_chart(
+    path: str, rows: list[dict[str, Any]], recommended: int | None, title: str
+) -> None:
     # The object API with the Agg canvas: no pyplot, no display, no global state.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -58,7 +62,13 @@ def _matplotlib_chart(path: str, rows: list[dict[str, Any]], recommended: int | 
     fig = Figure(figsize=(8, 4.8), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    ax.plot(sizes, [r["throughput"] for r in rows], "o-", color=THROUGHPUT_COLOR, label="throughput")
+    ax.plot(
+        sizes,
+        [r["throughput"] for r in rows],
+        "o-",
+        color=THROUGHPUT_COLOR,
+        label="throughput",
+    )
     ax.set_xlabel("pool size (max_size)")
     ax.set_ylabel("throughput (operations/s)", color=THROUGHPUT_COLOR)
     ax.tick_params(axis="y", labelcolor=THROUGHPUT_COLOR)
@@ -129,7 +139,9 @@ def svg_chart(rows: list[dict[str, Any]], recommended: int | None, title: str) -
         if hi == lo:
             return left + pw / 2
         if log_x:
-            return left + pw * (math.log2(size) - math.log2(lo)) / (math.log2(hi) - math.log2(lo))
+            return left + pw * (math.log2(size) - math.log2(lo)) / (
+                math.log2(hi) - math.log2(lo)
+            )
         return left + pw * (size - lo) / (hi - lo)
 
     tmax, wmax = _nice_max(max(tput or [0])), _nice_max(max(wait or [0]))
@@ -139,28 +151,42 @@ def svg_chart(rows: list[dict[str, Any]], recommended: int | None, title: str) -
 
     out = [
         '<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" '
-        'viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">' % (width, height, width, height),
+        'viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">'
+        % (width, height, width, height),
         '<rect width="100%" height="100%" fill="white"/>',
-        '<text x="%d" y="25" text-anchor="middle" font-size="14">%s</text>' % (width // 2, escape(title)),
-        '<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#444"/>' % (left, top, pw, ph),
+        '<text x="%d" y="25" text-anchor="middle" font-size="14">%s</text>'
+        % (width // 2, escape(title)),
+        '<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#444"/>'
+        % (left, top, pw, ph),
     ]
     for i in range(6):
         frac = i / 5.0
         y = top + ph - ph * frac
-        out.append('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#ddd"/>' % (left, y, left + pw, y))
+        out.append(
+            '<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#ddd"/>'
+            % (left, y, left + pw, y)
+        )
         out.append(
             '<text x="%d" y="%.1f" text-anchor="end" fill="%s">%s</text>'
             % (left - 6, y + 4, THROUGHPUT_COLOR, _fmt(tmax * frac))
         )
         out.append(
-            '<text x="%d" y="%.1f" fill="%s">%s</text>' % (left + pw + 6, y + 4, WAIT_COLOR, _fmt(wmax * frac))
+            '<text x="%d" y="%.1f" fill="%s">%s</text>'
+            % (left + pw + 6, y + 4, WAIT_COLOR, _fmt(wmax * frac))
         )
     for s in sizes:
         x = xpos(s)
-        out.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ddd"/>' % (x, top, x, top + ph))
-        out.append('<text x="%.1f" y="%d" text-anchor="middle">%d</text>' % (x, top + ph + 18, s))
+        out.append(
+            '<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ddd"/>'
+            % (x, top, x, top + ph)
+        )
+        out.append(
+            '<text x="%.1f" y="%d" text-anchor="middle">%d</text>'
+            % (x, top + ph + 18, s)
+        )
     out.append(
-        '<text x="%d" y="%d" text-anchor="middle">pool size (max_size)</text>' % (left + pw // 2, height - 15)
+        '<text x="%d" y="%d" text-anchor="middle">pool size (max_size)</text>'
+        % (left + pw // 2, height - 15)
     )
     out.append(
         '<text transform="translate(20,%d) rotate(-90)" text-anchor="middle" fill="%s">'
@@ -173,24 +199,43 @@ def svg_chart(rows: list[dict[str, Any]], recommended: int | None, title: str) -
     if recommended is not None and recommended in sizes:
         x = xpos(recommended)
         out.append(
-            '<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#2ca02c" stroke-width="2" '
-            'stroke-dasharray="4 4"/>' % (x, top, x, top + ph)
+            '<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#2ca02c" '
+            'stroke-width="2" stroke-dasharray="4 4"/>' % (x, top, x, top + ph)
         )
         at_right = recommended == max(sizes) and len(sizes) > 1
         out.append(
-            '<text x="%.1f" y="%d" fill="#2ca02c" text-anchor="%s">recommended: %d</text>'
-            % (x - 4 if at_right else x + 4, top + ph - 8, "end" if at_right else "start", recommended)
+            '<text x="%.1f" y="%d" fill="#2ca02c" text-anchor="%s">'
+            "recommended: %d</text>"
+            % (
+                x - 4 if at_right else x + 4,
+                top + ph - 8,
+                "end" if at_right else "start",
+                recommended,
+            )
         )
-    for values, top_value, color, dash in ((tput, tmax, THROUGHPUT_COLOR, ""), (wait, wmax, WAIT_COLOR, ' stroke-dasharray="6 3"')):
-        points = " ".join("%.1f,%.1f" % (xpos(s), ypos(v, top_value)) for s, v in zip(sizes, values))
-        out.append('<polyline points="%s" fill="none" stroke="%s" stroke-width="2"%s/>' % (points, color, dash))
+    for values, top_value, color, dash in (
+        (tput, tmax, THROUGHPUT_COLOR, ""),
+        (wait, wmax, WAIT_COLOR, ' stroke-dasharray="6 3"'),
+    ):
+        points = " ".join(
+            "%.1f,%.1f" % (xpos(s), ypos(v, top_value)) for s, v in zip(sizes, values)
+        )
+        out.append(
+            '<polyline points="%s" fill="none" stroke="%s" stroke-width="2"%s/>'
+            % (points, color, dash)
+        )
         for s, v in zip(sizes, values):
-            out.append('<circle cx="%.1f" cy="%.1f" r="4" fill="%s"/>' % (xpos(s), ypos(v, top_value), color))
+            out.append(
+                '<circle cx="%.1f" cy="%.1f" r="4" fill="%s"/>'
+                % (xpos(s), ypos(v, top_value), color)
+            )
     out.append(
-        '<text x="%d" y="%d" fill="%s">&#9679; throughput</text>' % (left + 10, top + 18, THROUGHPUT_COLOR)
+        '<text x="%d" y="%d" fill="%s">&#9679; throughput</text>'
+        % (left + 10, top + 18, THROUGHPUT_COLOR)
     )
     out.append(
-        '<text x="%d" y="%d" fill="%s">&#9679; p99 checkout wait</text>' % (left + 10, top + 34, WAIT_COLOR)
+        '<text x="%d" y="%d" fill="%s">&#9679; p99 checkout wait</text>'
+        % (left + 10, top + 34, WAIT_COLOR)
     )
     out.append("</svg>\n")
     return "\n".join(out)

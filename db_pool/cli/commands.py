@@ -17,7 +17,14 @@ from . import report
 from .chart import write_chart
 from .progress import Progress
 from .target import CommandError, Target
-from .workload import MixedWorkload, QueryWorkload, RunResult, Workload, percentiles, run
+from .workload import (
+    MixedWorkload,
+    QueryWorkload,
+    RunResult,
+    Workload,
+    percentiles,
+    run,
+)
 
 __all__ = ["bench", "size", "check"]
 
@@ -31,7 +38,11 @@ SQLITE_HOLD = 0.001
 
 def _describe(exc: BaseException, target: Target) -> str:
     lines = str(exc).strip().splitlines()
-    text = "%s: %s" % (type(exc).__name__, lines[0].strip()) if lines else type(exc).__name__
+    text = (
+        "%s: %s" % (type(exc).__name__, lines[0].strip())
+        if lines
+        else type(exc).__name__
+    )
     return target.safe(text)
 
 
@@ -81,13 +92,15 @@ class _Session:
                 conn = pool.get()
             except Exception as exc:
                 raise CommandError(
-                    "cannot connect to %s: %s" % (target.display, _describe(exc, target))
+                    "cannot connect to %s: %s"
+                    % (target.display, _describe(exc, target))
                 ) from None
             try:
                 action(conn)
             except Exception as exc:
                 raise CommandError(
-                    "%s failed on %s: %s" % (what, target.display, _describe(exc, target))
+                    "%s failed on %s: %s"
+                    % (what, target.display, _describe(exc, target))
                 ) from None
             finally:
                 pool.put(conn)
@@ -118,7 +131,9 @@ class _Session:
     def __exit__(self, *exc: Any) -> None:
         if getattr(self.workload, "created", False):
             try:
-                self._with_conn("db_pool-teardown", self.workload.teardown, "cleaning up")
+                self._with_conn(
+                    "db_pool-teardown", self.workload.teardown, "cleaning up"
+                )
             except CommandError:
                 if exc[0] is None:
                     raise
@@ -140,7 +155,9 @@ def _run_once(
         % (
             args.threads,
             pool_size,
-            "%g s" % args.duration if args.count is None else "%d operations" % args.count,
+            "%g s" % args.duration
+            if args.count is None
+            else "%d operations" % args.count,
         ),
     )
     try:
@@ -158,12 +175,15 @@ def _run_once(
     finally:
         pool.close()
     progress.finish(
-        "%d operations, %.1f/s, %d errors" % (result.operations, result.throughput, result.errors)
+        "%d operations, %.1f/s, %d errors"
+        % (result.operations, result.throughput, result.errors)
     )
     return result
 
 
-def _info(args: Any, target: Target, workload: Workload, command: str) -> dict[str, Any]:
+def _info(
+    args: Any, target: Target, workload: Workload, command: str
+) -> dict[str, Any]:
     return {
         "command": command,
         "url": target.display,
@@ -185,7 +205,9 @@ def bench(args: Any, target: Target, progress: Progress, out: IO[str]) -> int:
     workload = make_workload(args, target)
     try:
         with _Session(target, workload, args):
-            result = _run_once(args, target, workload, args.pool_size, "bench", progress, "bench")
+            result = _run_once(
+                args, target, workload, args.pool_size, "bench", progress, "bench"
+            )
     finally:
         target.cleanup()
     info = _info(args, target, workload, "bench")
@@ -209,7 +231,9 @@ def recommend(rows: list[dict[str, Any]], tolerance: float) -> int | None:
     return min(good)
 
 
-def still_rising(rows: list[dict[str, Any]], recommended: int | None, tolerance: float) -> bool:
+def still_rising(
+    rows: list[dict[str, Any]], recommended: int | None, tolerance: float
+) -> bool:
     """True when the recommendation is the largest size tried and throughput
     was still growing there: a larger pool might do better."""
     if recommended is None or len(rows) < 2 or recommended != rows[-1]["pool_size"]:
@@ -267,7 +291,8 @@ def size(args: Any, target: Target, progress: Progress, out: IO[str]) -> int:
             chart = write_chart(args.chart, rows, recommended, title)
         except Exception as exc:
             raise CommandError(
-                "could not write the chart to %s: %s" % (args.chart, _describe(exc, target))
+                "could not write the chart to %s: %s"
+                % (args.chart, _describe(exc, target))
             ) from None
     info = _info(args, target, workload, "size")
     info["tolerance_percent"] = args.tolerance

@@ -19,7 +19,10 @@ class Progress:
     """
 
     def __init__(
-        self, stream: IO[str] | None = None, quiet: bool = False, live: bool | None = None
+        self,
+        stream: IO[str] | None = None,
+        quiet: bool = False,
+        live: bool | None = None,
     ) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.quiet = quiet
@@ -38,9 +41,15 @@ class Progress:
         if self.quiet:
             return
         if not self.live:
-            self._write("%s: running %s\n" % (label, detail) if detail else "%s: running\n" % label)
+            self._write(
+                "%s: running %s\n" % (label, detail)
+                if detail
+                else "%s: running\n" % label
+            )
 
-    def update(self, fraction: float, operations: int, elapsed: float | None = None) -> None:
+    def update(
+        self, fraction: float, operations: int, elapsed: float | None = None
+    ) -> None:
         if self.quiet or not self.live:
             return
         fraction = max(0.0, min(1.0, fraction))
@@ -67,7 +76,9 @@ class Progress:
             if summary:
                 self._write("%s: %s\n" % (self.label, summary))
         else:
-            self._write("%s: done%s\n" % (self.label, ", " + summary if summary else ""))
+            self._write(
+                "%s: done%s\n" % (self.label, ", " + summary if summary else "")
+            )
 
     def note(self, text: str) -> None:
         """A line of its own (never while a bar is drawn)."""

@@ -10,8 +10,21 @@ from .workload import percentiles
 __all__ = ["fmt_time", "bench_text", "size_text", "check_text", "dump_json"]
 
 # Stats keys that are durations in seconds.
-_TIME_KEYS = ("wait_time_total", "wait_time_max", "hold_time_total", "connect_time_total")
-_SIZE_KEYS = ("min_size", "max_size", "size", "free", "checked_out", "opening", "waiting")
+_TIME_KEYS = (
+    "wait_time_total",
+    "wait_time_max",
+    "hold_time_total",
+    "connect_time_total",
+)
+_SIZE_KEYS = (
+    "min_size",
+    "max_size",
+    "size",
+    "free",
+    "checked_out",
+    "opening",
+    "waiting",
+)
 
 
 def fmt_time(seconds: float) -> str:
@@ -38,7 +51,10 @@ def _stats_lines(stats: dict[str, Any]) -> list[str]:
     width = max((len(k) + len(v) for k, v in items), default=0) + 2
     lines = []
     for i in range(0, len(items), 2):
-        cells = ["%s%s%s" % (k, " " * (width - len(k) - len(v)), v) for k, v in items[i : i + 2]]
+        cells = [
+            "%s%s%s" % (k, " " * (width - len(k) - len(v)), v)
+            for k, v in items[i : i + 2]
+        ]
         lines.append("    " + "    ".join(cells))
     return lines
 
@@ -50,7 +66,13 @@ def _dist_table(rows: list[tuple[str, list[float]]]) -> list[str]:
         p = percentiles(values)
         lines.append(
             "  %-14s %10s %10s %10s %10s"
-            % (label, fmt_time(p["p50"]), fmt_time(p["p95"]), fmt_time(p["p99"]), fmt_time(p["max"]))
+            % (
+                label,
+                fmt_time(p["p50"]),
+                fmt_time(p["p95"]),
+                fmt_time(p["p99"]),
+                fmt_time(p["max"]),
+            )
         )
     return lines
 
@@ -64,22 +86,29 @@ def bench_text(info: dict[str, Any], result: Any) -> str:
         "  workload    %s%s"
         % (
             info["workload_description"],
-            "; holds each connection %s more" % fmt_time(info["hold"]) if info["hold"] else "",
+            "; holds each connection %s more" % fmt_time(info["hold"])
+            if info["hold"]
+            else "",
         ),
         "  load        %d green threads, pool of %d, %s"
         % (
             info["threads"],
             info["pool_size"],
-            "%g s" % info["duration"] if info["duration"] is not None else "%d operations" % info["count"],
+            "%g s" % info["duration"]
+            if info["duration"] is not None
+            else "%d operations" % info["count"],
         ),
         "",
-        "  operations  %d in %.2f s: %.1f/s" % (result.operations, result.elapsed, result.throughput),
+        "  operations  %d in %.2f s: %.1f/s"
+        % (result.operations, result.elapsed, result.throughput),
         "  errors      %d" % result.errors,
     ]
     for kind, n in sorted(result.error_kinds.items(), key=lambda kv: -kv[1])[:5]:
         lines.append("    %6d x %s" % (n, kind))
     lines.append("")
-    lines.extend(_dist_table([("latency", result.latencies), ("checkout wait", result.waits)]))
+    lines.extend(
+        _dist_table([("latency", result.latencies), ("checkout wait", result.waits)])
+    )
     lines.append("")
     lines.append("  pool %s" % result.pool_repr)
     lines.extend(_stats_lines(result.pool_stats))
@@ -95,7 +124,12 @@ def bench_text(info: dict[str, Any], result: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
-def size_text(info: dict[str, Any], rows: list[dict[str, Any]], recommended: int | None, chart: str | None) -> str:
+def size_text(
+    info: dict[str, Any],
+    rows: list[dict[str, Any]],
+    recommended: int | None,
+    chart: str | None,
+) -> str:
     """The report of ``size`` for people."""
     lines = [
         "db_pool size",
@@ -104,15 +138,20 @@ def size_text(info: dict[str, Any], rows: list[dict[str, Any]], recommended: int
         "  workload    %s%s"
         % (
             info["workload_description"],
-            "; holds each connection %s more" % fmt_time(info["hold"]) if info["hold"] else "",
+            "; holds each connection %s more" % fmt_time(info["hold"])
+            if info["hold"]
+            else "",
         ),
         "  load        %d green threads, %s per size"
         % (
             info["threads"],
-            "%g s" % info["duration"] if info["duration"] is not None else "%d operations" % info["count"],
+            "%g s" % info["duration"]
+            if info["duration"] is not None
+            else "%d operations" % info["count"],
         ),
         "",
-        "  %9s %14s %12s %12s %8s" % ("pool size", "throughput/s", "p99 wait", "p99 latency", "errors"),
+        "  %9s %14s %12s %12s %8s"
+        % ("pool size", "throughput/s", "p99 wait", "p99 latency", "errors"),
     ]
     for row in rows:
         mark = "  <- recommended" if row["pool_size"] == recommended else ""
@@ -130,12 +169,13 @@ def size_text(info: dict[str, Any], rows: list[dict[str, Any]], recommended: int
     lines.append("")
     if recommended is not None:
         lines.append(
-            "  recommended: max_size=%d, the smallest pool within %d%% of the best throughput"
-            % (recommended, info["tolerance_percent"])
+            "  recommended: max_size=%d, the smallest pool within %d%% of the best "
+            "throughput" % (recommended, info["tolerance_percent"])
         )
         if info.get("still_rising"):
             lines.append(
-                "  (throughput was still rising at the largest size tried: try larger --sizes)"
+                "  (throughput was still rising at the largest size tried: "
+                "try larger --sizes)"
             )
     else:
         lines.append("  no recommendation: no size completed an operation")
@@ -147,22 +187,25 @@ def size_text(info: dict[str, Any], rows: list[dict[str, Any]], recommended: int
 def check_text(info: dict[str, Any]) -> str:
     """The report of ``check`` for people."""
     rtt = info["round_trip"]
-    return "\n".join(
-        [
-            "ok %s" % info["url"],
-            "  server      %s" % info["server_version"],
-            "  driver      %s, %s" % (info["driver"], info["pool_class"]),
-            "  connect     %s" % fmt_time(info["connect_time"]),
-            "  round trip  min %s, median %s, max %s (%d x %s)"
-            % (
-                fmt_time(rtt["min"]),
-                fmt_time(rtt["median"]),
-                fmt_time(rtt["max"]),
-                rtt["count"],
-                info["ping_sql"],
-            ),
-        ]
-    ) + "\n"
+    return (
+        "\n".join(
+            [
+                "ok %s" % info["url"],
+                "  server      %s" % info["server_version"],
+                "  driver      %s, %s" % (info["driver"], info["pool_class"]),
+                "  connect     %s" % fmt_time(info["connect_time"]),
+                "  round trip  min %s, median %s, max %s (%d x %s)"
+                % (
+                    fmt_time(rtt["min"]),
+                    fmt_time(rtt["median"]),
+                    fmt_time(rtt["max"]),
+                    rtt["count"],
+                    info["ping_sql"],
+                ),
+            ]
+        )
+        + "\n"
+    )
 
 
 def dump_json(data: Any, stream: IO[str]) -> None:

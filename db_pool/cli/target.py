@@ -199,7 +199,10 @@ class Target:
         """The driver's name and version, e.g. ``psycopg2 2.9.9``."""
         label = self.module_name
         if self.kind == "sqlite":
-            return "%s (SQLite %s)" % (label, getattr(self.module, "sqlite_version", "?"))
+            return "%s (SQLite %s)" % (
+                label,
+                getattr(self.module, "sqlite_version", "?"),
+            )
         from importlib import metadata
 
         for dist in _DISTRIBUTIONS.get(self.kind, ()):

@@ -16,7 +16,14 @@ from typing import Any, Callable
 from .. import _green
 from .target import CommandError, Target
 
-__all__ = ["Workload", "MixedWorkload", "QueryWorkload", "RunResult", "run", "percentiles"]
+__all__ = [
+    "Workload",
+    "MixedWorkload",
+    "QueryWorkload",
+    "RunResult",
+    "run",
+    "percentiles",
+]
 
 monotonic = _green.monotonic
 
@@ -87,7 +94,9 @@ class MixedWorkload(Workload):
 
     name = "mixed"
 
-    def __init__(self, target: Target, rows: int = 1000, write_ratio: float = 0.1) -> None:
+    def __init__(
+        self, target: Target, rows: int = 1000, write_ratio: float = 0.1
+    ) -> None:
         self.rows = rows
         self.write_ratio = write_ratio
         self.marker = target.marker
@@ -100,17 +109,23 @@ class MixedWorkload(Workload):
                 random.randrange(1_000_000),
             )
         self.created = False
-        self.description = "mixed: %d%% point reads, %d%% updates on %d rows (table %s)" % (
-            round(100 * (1 - write_ratio)),
-            round(100 * write_ratio),
-            rows,
-            self.table,
+        self.description = (
+            "mixed: %d%% point reads, %d%% updates on %d rows (table %s)"
+            % (
+                round(100 * (1 - write_ratio)),
+                round(100 * write_ratio),
+                rows,
+                self.table,
+            )
         )
         m = self.marker
         self._read = "SELECT name, balance FROM %s WHERE id = %s" % (self.table, m)
-        self._write = "UPDATE %s SET balance = balance + 1, hits = hits + 1 WHERE id = %s" % (
-            self.table,
-            m,
+        self._write = (
+            "UPDATE %s SET balance = balance + 1, hits = hits + 1 WHERE id = %s"
+            % (
+                self.table,
+                m,
+            )
         )
 
     def setup(self, conn: Any) -> None:
@@ -335,7 +350,10 @@ def run(
             for g in stuck:
                 g.kill()
             result.errors += len(stuck)
-            kind = "abandoned: no answer within %gs after the end of the run" % drain_timeout
+            kind = (
+                "abandoned: no answer within %gs after the end of the run"
+                % drain_timeout
+            )
             error_kinds[kind] = error_kinds.get(kind, 0) + len(stuck)
         finally:
             drain.cancel()
@@ -354,4 +372,3 @@ def run(
     result.pool_stats = pool.stats()
     result.pool_repr = repr(pool)
     return result
-

@@ -90,7 +90,9 @@ def test_check(server_url):
 
 def test_bench_json(server_url):
     scheme, url = server_url
-    data = run_json("bench", url, "--count", "300", "--threads", "30", "--pool-size", "4")
+    data = run_json(
+        "bench", url, "--count", "300", "--threads", "30", "--pool-size", "4"
+    )
     assert data["url"] == url  # no password in these URLs to hide
     assert data["workload"] == "query" and data["query"] == "SELECT 1"
     assert data["operations"] == 300 and data["errors"] == 0
@@ -107,7 +109,9 @@ def test_bench_json(server_url):
 
 def test_bench_mixed_workload_drops_its_table(server_url):
     scheme, url = server_url
-    data = run_json("bench", url, "--mixed", "--count", "300", "--threads", "20", "--pool-size", "4")
+    data = run_json(
+        "bench", url, "--mixed", "--count", "300", "--threads", "20", "--pool-size", "4"
+    )
     assert data["workload"] == "mixed"
     assert data["operations"] == 300 and data["errors"] == 0
     table = data["workload_description"].split("(table ", 1)[1].rstrip(")")
@@ -120,14 +124,18 @@ def test_bench_mixed_workload_drops_its_table(server_url):
         from tests.dbutil import PgAdmin
 
         with PgAdmin(require_pg()) as admin:
-            rows = admin.query("SELECT 1 FROM information_schema.tables WHERE table_name = %s", (table,))
+            rows = admin.query(
+                "SELECT 1 FROM information_schema.tables WHERE table_name = %s",
+                (table,),
+            )
     else:
         from tests.conftest import require_mysql
         from tests.dbutil import MysqlAdmin
 
         with MysqlAdmin(require_mysql()) as admin:
             rows = admin.query(
-                "SELECT 1 FROM information_schema.tables WHERE table_name = %s", (table,)
+                "SELECT 1 FROM information_schema.tables WHERE table_name = %s",
+                (table,),
             )
     assert list(rows) == []
 
@@ -173,7 +181,7 @@ def _check_report(data, samples, pool_size):
     during = samples[: samples.index(0)] if 0 in samples else samples
     assert len(during) >= 5, samples
     assert set(during) == {pool_size}, samples
-    assert set(samples[len(during):]) <= {0}, samples
+    assert set(samples[len(during) :]) <= {0}, samples
     # ... which is what the pool's own counters say.
     assert data["warmup"]["connections_opened"] == pool_size
     pool = data["pool"]
@@ -186,7 +194,16 @@ def test_server_sees_exactly_the_pool_postgresql(pg_admin, pg_kwargs, unique_nam
     pool_size = 5
     url = pg_url(pg_kwargs, application_name=unique_name)
     data, samples = _watch_run(
-        ["bench", url, "--duration", "2", "--threads", "40", "--pool-size", str(pool_size)],
+        [
+            "bench",
+            url,
+            "--duration",
+            "2",
+            "--threads",
+            "40",
+            "--pool-size",
+            str(pool_size),
+        ],
         lambda: pg_admin.count(unique_name),
         pool_size,
     )
@@ -196,7 +213,9 @@ def test_server_sees_exactly_the_pool_postgresql(pg_admin, pg_kwargs, unique_nam
 
 
 @pytest.mark.parametrize("scheme", ["mysql", "mysql+mysqldb"])
-def test_server_sees_exactly_the_pool_mariadb(mysql_admin, mysql_kwargs, unique_name, scheme):
+def test_server_sees_exactly_the_pool_mariadb(
+    mysql_admin, mysql_kwargs, unique_name, scheme
+):
     pool_size = 5
     # Connections of this run are the ones in a database of its own.
     mysql_admin.query("CREATE DATABASE %s" % unique_name)
@@ -211,12 +230,23 @@ def test_server_sees_exactly_the_pool_mariadb(mysql_admin, mysql_kwargs, unique_
 
         url = mysql_url(mysql_kwargs, scheme, database=unique_name)
         data, samples = _watch_run(
-            ["bench", url, "--duration", "2", "--threads", "40", "--pool-size", str(pool_size)],
+            [
+                "bench",
+                url,
+                "--duration",
+                "2",
+                "--threads",
+                "40",
+                "--pool-size",
+                str(pool_size),
+            ],
             count,
             pool_size,
         )
         _check_report(data, samples, pool_size)
-        wait_for(lambda: count() == 0, timeout=10, message="connections left after the run")
+        wait_for(
+            lambda: count() == 0, timeout=10, message="connections left after the run"
+        )
     finally:
         mysql_admin.query("DROP DATABASE IF EXISTS %s" % unique_name)
 
@@ -224,8 +254,16 @@ def test_server_sees_exactly_the_pool_mariadb(mysql_admin, mysql_kwargs, unique_
 def test_size_on_postgresql(pg_kwargs, tmp_path):
     chart = tmp_path / "pg.png"
     data = run_json(
-        "size", pg_url(pg_kwargs), "--sizes", "1,2,4", "--count", "200", "--threads", "20",
-        "--chart", str(chart),
+        "size",
+        pg_url(pg_kwargs),
+        "--sizes",
+        "1,2,4",
+        "--count",
+        "200",
+        "--threads",
+        "20",
+        "--chart",
+        str(chart),
     )
     rows = data["results"]
     assert [r["pool_size"] for r in rows] == [1, 2, 4]
@@ -240,8 +278,16 @@ def test_size_on_postgresql(pg_kwargs, tmp_path):
 def test_size_on_mariadb_green(mysql_kwargs, tmp_path):
     chart = tmp_path / "my.svg"
     data = run_json(
-        "size", mysql_url(mysql_kwargs), "--sizes", "1,3", "--count", "150", "--threads", "15",
-        "--chart", str(chart),
+        "size",
+        mysql_url(mysql_kwargs),
+        "--sizes",
+        "1,3",
+        "--count",
+        "150",
+        "--threads",
+        "15",
+        "--chart",
+        str(chart),
     )
     assert [r["operations"] for r in data["results"]] == [150, 150]
     assert data["recommended"] in (1, 3)

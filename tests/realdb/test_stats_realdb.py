@@ -68,7 +68,12 @@ def run_scenario(pool, side):
     if isinstance(side, MysqlSide):
         side.note(held)
     st = pool.stats()
-    assert (st["connections_opened"], st["size"], st["checked_out"], st["free"]) == (3, 3, 3, 0)
+    assert (st["connections_opened"], st["size"], st["checked_out"], st["free"]) == (
+        3,
+        3,
+        3,
+        0,
+    )
     wait_for(lambda: side.count() == 3)
     victim = held[0]
     side.kill(victim)
@@ -104,7 +109,9 @@ def run_scenario(pool, side):
     [(RawConnectionPool, True), (TpooledConnectionPool, False)],
     ids=["raw-green", "tpool"],
 )
-def test_pg_counts_match_the_server(pool_class, green, pg_kwargs, pg_admin, unique_name):
+def test_pg_counts_match_the_server(
+    pool_class, green, pg_kwargs, pg_admin, unique_name
+):
     import psycopg2
 
     with psycopg_wait_callback(green):

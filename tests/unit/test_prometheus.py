@@ -96,7 +96,9 @@ def test_scripted_scenario_exact_values(make_pool, db, registry):
     assert value(s, name + "_bucket", pool="orders", le="+Inf") == 3
     assert value(s, name + "_bucket", pool="orders", le="10.0") == 3
     assert value(s, name + "_sum", pool="orders") >= 0.03
-    assert value(s, name + "_sum", pool="orders") == pytest.approx(pool.stats()["wait_time_total"])
+    assert value(s, name + "_sum", pool="orders") == pytest.approx(
+        pool.stats()["wait_time_total"]
+    )
     assert value(s, "db_pool_checkout_wait_max_seconds", pool="orders") >= 0.03
     # Buckets are cumulative.
     bounds = ["%r" % float(b) for b in WAIT_BUCKETS] + ["+Inf"]
@@ -106,7 +108,9 @@ def test_scripted_scenario_exact_values(make_pool, db, registry):
     assert value(s, "db_pool_hold_seconds_count", pool="orders") == 3
     assert value(s, "db_pool_hold_seconds_sum", pool="orders") >= 0.03
     assert value(s, "db_pool_connect_seconds_count", pool="orders") == 2
-    assert value(s, "db_pool_resets_total", pool="orders") == 3  # no status: always roll back
+    assert (
+        value(s, "db_pool_resets_total", pool="orders") == 3
+    )  # no status: always roll back
     assert value(s, "db_pool_resets_skipped_total", pool="orders") == 0
 
     # Interval reporting with pop_stats() does not make counters go back.
@@ -147,15 +151,32 @@ def test_discard_reasons(make_pool, db, registry):
     s, _, _ = scrape(registry)
     reasons = {
         pool: {
-            reason: value(s, "db_pool_connections_discarded_total", pool=pool, reason=reason)
+            reason: value(
+                s, "db_pool_connections_discarded_total", pool=pool, reason=reason
+            )
             for reason in ("dead", "reset_failed", "idle", "age", "uses")
         }
         for pool in ("recycled", "aged", "broken")
     }
-    assert reasons["recycled"] == {"dead": 0, "reset_failed": 0, "idle": 0, "age": 0, "uses": 3}
-    assert reasons["aged"] == {"dead": 0, "reset_failed": 0, "idle": 0, "age": 2, "uses": 0}
+    assert reasons["recycled"] == {
+        "dead": 0,
+        "reset_failed": 0,
+        "idle": 0,
+        "age": 0,
+        "uses": 3,
+    }
+    assert reasons["aged"] == {
+        "dead": 0,
+        "reset_failed": 0,
+        "idle": 0,
+        "age": 2,
+        "uses": 0,
+    }
     assert reasons["broken"]["dead"] + reasons["broken"]["reset_failed"] == 1
-    assert reasons["broken"]["idle"] + reasons["broken"]["age"] + reasons["broken"]["uses"] == 0
+    assert (
+        reasons["broken"]["idle"] + reasons["broken"]["age"] + reasons["broken"]["uses"]
+        == 0
+    )
     assert value(s, "db_pool_connections_closed_total", pool="recycled") == 3
     assert value(s, "db_pool_connections_closed_total", pool="aged") == 2
     assert value(s, "db_pool_connections_closed_total", pool="broken") == 1
@@ -186,7 +207,11 @@ def test_timeouts_rejections_and_connect_failures(make_pool, db, registry):
     # The first failure is a connect; the pool may fail the second at once
     # while the database is known down: every failure is in one counter.
     st = pool.stats()
-    assert value(s, "db_pool_connect_failures_total", pool="busy") == st["connect_failures"] >= 1
+    assert (
+        value(s, "db_pool_connect_failures_total", pool="busy")
+        == st["connect_failures"]
+        >= 1
+    )
     fast = st.get("connect_failures_fast", 0)
     assert st["connect_failures"] + fast == 2
     if "connect_failures_fast" in st:
@@ -202,7 +227,11 @@ def test_every_counter_of_stats_is_exported(make_pool, db, registry):
     names = {name for name, _ in s}
     st = pool.lifetime_stats()
     for key, val in st.items():
-        if key in ("name", "closed", "wait_buckets") or isinstance(val, (bool, str, dict)) or val is None:
+        if (
+            key in ("name", "closed", "wait_buckets")
+            or isinstance(val, (bool, str, dict))
+            or val is None
+        ):
             continue
         candidates = {
             "db_pool_%s" % key,
@@ -326,18 +355,32 @@ def test_server_list_metrics(make_pool, db, registry):
     assert len(servers) == 2
     for label, info in servers.items():
         assert value(s, "db_pool_server_up", pool="cluster", server=label) == 1
-        assert value(s, "db_pool_server_connections", pool="cluster", server=label) == info["open"]
-        assert value(s, "db_pool_server_connects_total", pool="cluster", server=label) == info["connects"]
-    assert sum(
-        value(s, "db_pool_server_connects_total", pool="cluster", server=label) for label in servers
-    ) == 4
+        assert (
+            value(s, "db_pool_server_connections", pool="cluster", server=label)
+            == info["open"]
+        )
+        assert (
+            value(s, "db_pool_server_connects_total", pool="cluster", server=label)
+            == info["connects"]
+        )
+    assert (
+        sum(
+            value(s, "db_pool_server_connects_total", pool="cluster", server=label)
+            for label in servers
+        )
+        == 4
+    )
     for conn in held:
         pool.put(conn)
     pool.pop_stats()  # server counters survive a reset too
     s, _, _ = scrape(registry)
-    assert sum(
-        value(s, "db_pool_server_connects_total", pool="cluster", server=label) for label in servers
-    ) == 4
+    assert (
+        sum(
+            value(s, "db_pool_server_connects_total", pool="cluster", server=label)
+            for label in servers
+        )
+        == 4
+    )
 
 
 def test_a_broken_pool_does_not_break_the_scrape(make_pool, db, registry, caplog):
@@ -371,7 +414,11 @@ def test_import_error_without_prometheus_client():
     from tests.test_cli import cli_env
 
     proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(), timeout=60
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     assert "pip install 'db_pool[prometheus]'" in proc.stdout
