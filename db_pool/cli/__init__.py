@@ -47,6 +47,15 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError("%s (see %s --help)" % (message, self.prog))
 
 
+class _Formatter(argparse.HelpFormatter):
+    """Wraps descriptions; keeps text that is laid out already (the epilog)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -205,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
             "unless a URL is given."
         ),
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Formatter,
     )
     from .. import __version__
 
@@ -225,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
             "pool's stats."
         ),
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Formatter,
     )
     _add_common(bench)
     _add_load(bench, 3.0)
@@ -247,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
             "curves in a chart."
         ),
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Formatter,
     )
     _add_common(size)
     _add_load(size, 2.0)
@@ -292,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
             "does not: fit for scripts and health checks."
         ),
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Formatter,
     )
     _add_common(check)
     check.add_argument(

@@ -423,3 +423,41 @@ def test_import_error_without_prometheus_client():
     assert proc.returncode == 0, proc.stderr
     assert "pip install 'db_pool[prometheus]'" in proc.stdout
     assert "prometheus_client" in proc.stdout
+
+
+def test_lifetime_stats_survive_resets(make_pool, db):
+    """The core's lifetime_stats(), which the collector reads."""
+    pool = _pool(make_pool, db, max_size=1, name="life")
+    waited = []
+
+    def wait_for_it():
+        conn = pool.get()
+        waited.append(conn)
+
+    for round_ in range(3):
+        held = pool.get()
+        waiter = eventlet.spawn(wait_for_it)
+        eventlet.sleep(0.002 * (round_ + 1))
+        pool.put(held)
+        waiter.wait()
+        pool.put(waited.pop())
+        if round_ < 2:
+            popped = pool.pop_stats()
+            assert (popped["checkouts"], popped["waits"]) == (2, 1)
+    st = pool.stats()
+    assert (st["checkouts"], st["waits"]) == (2, 1)
+    life = pool.lifetime_stats()
+    assert (life["checkouts"], life["waits"]) == (6, 3)
+    assert life["connections_opened"] == 1
+    assert life["wait_time_total"] >= 0.002 + 0.004 + 0.006
+    assert life["wait_time_max"] >= 0.006
+    assert life["wait_time_max"] >= st["wait_time_max"]
+    # Every wait is in exactly one bucket; the waits were 2-6 ms long.
+    buckets = life["wait_buckets"]
+    assert len(buckets) == len(WAIT_BUCKETS) + 1
+    assert sum(buckets) == 3
+    assert buckets[0] == 0  # none at or under 1 ms
+    # Sizes are the current ones, not sums.
+    assert (life["size"], life["free"], life["max_size"]) == (1, 1, 1)
+    # stats() itself is unchanged by all this.
+    assert "wait_buckets" not in pool.stats()
