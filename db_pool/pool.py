@@ -1685,12 +1685,14 @@ def _orphan(rec: _Record) -> None:
     does, not even the driver's own finaliser, can reach the parent's
     session; the object is kept referenced so it is never finalised.
     """
-    conn = rec.conn
+    # The driver's own object, not a tpool.Proxy: through the proxy,
+    # fileno() is a call into eventlet's thread pool, whose threads do not
+    # exist in the child, and this (at-fork) hook would never return.
+    conn = getattr(rec.conn, "_obj", rec.conn)
     fd = None
     for getter in (
         lambda c: c.fileno(),
         lambda c: c._sock.fileno(),
-        lambda c: c._obj.fileno(),
     ):
         try:
             fd = getter(conn)
