@@ -89,7 +89,7 @@ def run_stress(pool_cls, seed, threads, max_size, check_server):
     db = PhaseFakeDB(connect_delay=0.002)
 
     def flaky_connect(args, kwargs):
-        if rng.random() < 0.1:
+        if rng.random() < 0.03:
             raise OperationalError("connect refused (random)")
 
     db.on_connect = flaky_connect
@@ -186,35 +186,41 @@ def run_stress(pool_cls, seed, threads, max_size, check_server):
             eventlet.sleep(0)
 
     # The killer: kills workers at random moments, wherever they are, and
-    # makes sure to catch some while connecting and some while holding.
+    # makes sure to catch some while waiting, connecting and holding.
     kills = {"waiting": 0, "connecting": 0, "holding": 0, "returning": 0}
-    for _ in range(threads // 4):
+    budget = threads // 4
+    while budget > 0:
         eventlet.sleep(rng.choice([0, 0.0005, 0.001]))
-        live = [w for w in workers if not w.dead]
+        live = [w for w in workers if not w.dead and w in phase]
         if not live:
             break
-        connecting = [w for w in live if w in db.connecting]
-        holding = [w for w in live if phase.get(w) == "holding"]
-        pick = rng.random()
-        if connecting and pick < 0.3:
-            victim = rng.choice(connecting)
-        elif holding and pick < 0.6:
-            victim = rng.choice(holding)
-        else:
+        by_phase = {
+            "connecting": [w for w in live if w in db.connecting],
+            "holding": [w for w in live if phase.get(w) == "holding"],
+            "waiting": [
+                w for w in live if phase.get(w) == "get" and w not in db.connecting
+            ],
+        }
+        wanted = [p for p in ("connecting", "holding", "waiting")
+                  if kills[p] < 3 and by_phase[p]]
+        if wanted:
+            victim = rng.choice(by_phase[rng.choice(wanted)])
+        elif rng.random() < 0.3:
             victim = rng.choice(live)
+        else:
+            continue
         if victim in db.connecting:
             where = "connecting"
         else:
             where = {"get": "waiting"}.get(phase.get(victim), phase.get(victim))
-        if where is None:
-            continue  # not started yet, or already done
         eventlet.greenthread.kill(victim)
         kills[where] += 1
+        budget -= 1
     with eventlet.Timeout(20, AssertionError("workers still running: %d" % (
         threads - len(finished)))):
         all_done.wait()
-    del workers, live, connecting, holding
-    victim = None
+    del workers
+    live = by_phase = victim = None
     gc.collect()
     stop.send()
     monitor.wait()
