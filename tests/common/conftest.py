@@ -17,6 +17,6 @@ def pool_cls(request):
 
 
 @pytest.fixture
-def pool(pool_cls, db, make_pool):
+def pool(pool_cls, db, make_pool):  # noqa: F811  (the fixtures imported above)
     """A pool of at most 1 connection, with nothing open yet."""
     return make_pool(pool_cls, db, max_size=1)

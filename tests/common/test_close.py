@@ -61,7 +61,7 @@ def test_waiters_are_woken_with_pool_closed(pool_cls, db, make_pool):
     settle()
     assert pool.waiting() == 3
     pool.close()
-    for thread, done in waiters:
+    for _thread, done in waiters:
         with eventlet.Timeout(2):
             with pytest.raises(db_pool.PoolClosed):
                 done.wait()

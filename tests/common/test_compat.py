@@ -44,12 +44,14 @@ def settle(times=3):
 
 def wait_until(predicate, timeout=5.0, step=0.005):
     """Poll *predicate* (green) until it is true; fail after *timeout*."""
-    with eventlet.Timeout(timeout, AssertionError("condition not reached in %ss" % timeout)):
+    with eventlet.Timeout(
+        timeout, AssertionError("condition not reached in %ss" % timeout)
+    ):
         while not predicate():
             eventlet.sleep(step)
 
 
-# -- names and the constructor ----------------------------------------------------------
+# -- names and the constructor -------------------------------------------------
 
 
 def test_public_names_and_aliases():
@@ -95,8 +97,18 @@ def test_defaults_are_exposed(pool_cls, db, make_pool):
 
 def test_extra_positional_and_keyword_arguments_go_to_connect(pool_cls, db, make_pool):
     pool = make_pool(
-        pool_cls, db, 0, 2, 10, 30, 5, db_pool.cleanup_rollback,
-        "dsn-part", 42, host="db.example", port=5433,
+        pool_cls,
+        db,
+        0,
+        2,
+        10,
+        30,
+        5,
+        db_pool.cleanup_rollback,
+        "dsn-part",
+        42,
+        host="db.example",
+        port=5433,
     )
     conn = pool.get()
     assert db.connect_args == [(("dsn-part", 42), {"host": "db.example", "port": 5433})]
@@ -110,7 +122,7 @@ def test_connect_args_option_merges_with_loose_keywords(pool_cls, db, make_pool)
     assert db.connect_args == [((), {"user": "u", "host": "h"})]
 
 
-# -- get / put ----------------------------------------------------------------------------
+# -- get / put -----------------------------------------------------------------
 
 
 def test_get_returns_a_wrapper_around_a_new_connection(pool_cls, db, make_pool):
@@ -276,7 +288,7 @@ def test_put_into_a_pool_of_another_database_closes_it(pool_cls, db, make_pool):
     assert (second.current_size, len(second.free_items)) == (0, 0)
 
 
-# -- cleanup --------------------------------------------------------------------------------
+# -- cleanup -------------------------------------------------------------------
 
 
 def test_put_with_cleanup_none_skips_the_cleanup(pool_cls, db, make_pool):
@@ -360,7 +372,7 @@ def test_cleanup_raising_keyboard_interrupt_propagates_and_loses_no_slot(
     pool.put(again)
 
 
-# -- item() -----------------------------------------------------------------------------------
+# -- item() --------------------------------------------------------------------
 
 
 def test_item_context_manager(pool_cls, db, make_pool):
@@ -379,7 +391,7 @@ def test_item_returns_the_connection_on_error(pool_cls, db, make_pool):
     pool = make_pool(pool_cls, db, max_size=2)
     with pytest.raises(ZeroDivisionError):
         with pool.item() as conn:
-            1 / 0
+            raise ZeroDivisionError("in the block")
     assert pool.free() == 2
     assert not conn
 
@@ -392,7 +404,7 @@ def test_item_with_cleanup_none(pool_cls, db, make_pool):
     assert raw.rollbacks == 0
 
 
-# -- clear / free / waiting / free_items ---------------------------------------------------
+# -- clear / free / waiting / free_items ---------------------------------------
 
 
 def test_clear_closes_free_connections_and_lowers_current_size(pool_cls, db, make_pool):
@@ -435,7 +447,7 @@ def test_min_size_prefills_free_items(pool_cls, db, make_pool):
     assert pool.current_size == 2
     assert len(pool.free_items) == 2
     assert pool.free() == 4
-    for last_used, created_at, conn in pool.free_items:
+    for _last_used, _created_at, conn in pool.free_items:
         assert isinstance(unproxy(conn), FakeConnection)
 
 
@@ -446,18 +458,20 @@ def test_waiting_counts_blocked_getters(pool, db):
     assert pool.waiting() == 3
     assert pool.free() == 0
     pool.put(conn)
-    for thread, done in threads:
+    for _thread, done in threads:
         got = done.wait()
         pool.put(got)
     assert pool.waiting() == 0
     assert db.connect_calls == 1
 
 
-# -- create / connect -----------------------------------------------------------------------
+# -- create / connect ----------------------------------------------------------
 
 
 def test_create_returns_last_used_created_at_conn(pool_cls, db, make_pool):
-    pool = make_pool(pool_cls, db, 0, 4, 10, 30, 5, db_pool.cleanup_rollback, "arg", k=1)
+    pool = make_pool(
+        pool_cls, db, 0, 4, 10, 30, 5, db_pool.cleanup_rollback, "arg", k=1
+    )
     result = pool.create()
     assert isinstance(result, tuple) and len(result) == 3
     last_used, created_at, conn = result
@@ -516,7 +530,7 @@ def test_raw_pool_hands_out_the_drivers_connections(db, make_pool):
     pool.put(conn)
 
 
-# -- _unwrap_connection / _safe_close -------------------------------------------------------
+# -- _unwrap_connection / _safe_close ------------------------------------------
 
 
 class _Duck:
@@ -579,7 +593,7 @@ def test_safe_close_of_a_wrapper_returns_it(pool_cls, db, make_pool):
     assert len(pool.free_items) == 1
 
 
-# -- zero lifetimes, raising connect, discarded returns ---------------------------------------
+# -- zero lifetimes, raising connect, discarded returns ------------------------
 
 
 @pytest.mark.parametrize("option", ["max_idle", "max_age"])
@@ -640,7 +654,9 @@ def test_raising_connect_passes_the_slot_to_a_waiter(pool, db):
     del conn
 
 
-def test_waiter_is_woken_when_the_returned_connection_is_discarded(pool_cls, db, make_pool):
+def test_waiter_is_woken_when_the_returned_connection_is_discarded(
+    pool_cls, db, make_pool
+):
     pool = make_pool(pool_cls, db, max_size=1, max_age=0)
     conn = pool.get()
     assert (pool.free(), pool.waiting()) == (0, 0)
@@ -668,7 +684,7 @@ def test_waiter_is_woken_when_cleanup_fails(pool, db):
     pool.put(got)
 
 
-# -- the returned wrapper ------------------------------------------------------------------
+# -- the returned wrapper ------------------------------------------------------
 
 
 def test_close_on_a_wrapper_returns_it(pool, db):
@@ -694,7 +710,7 @@ def test_a_returned_wrapper_refuses_to_work(pool):
     assert isinstance(info.value, db_pool.ConnectionReturnedError)
     assert "returned to the pool" in str(info.value)
     with pytest.raises(AttributeError) as info:
-        conn.commits  # a plain attribute of the driver's connection
+        _ = conn.commits  # a plain attribute of the driver's connection
     assert "returned to the pool" in str(info.value)
     with pytest.raises(AttributeError):
         conn.autocommit = True

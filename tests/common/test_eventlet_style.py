@@ -52,13 +52,24 @@ class _PoolTests:
 
     pool_class = None
 
-    def create_pool(self, min_size=0, max_size=1, max_idle=10, max_age=10,
-                    connect_timeout=0.5, module=None):
+    def create_pool(
+        self,
+        min_size=0,
+        max_size=1,
+        max_idle=10,
+        max_age=10,
+        connect_timeout=0.5,
+        module=None,
+    ):
         return self.pool_class(
             module if module is not None else self.db,
-            min_size=min_size, max_size=max_size, max_idle=max_idle,
-            max_age=max_age, connect_timeout=connect_timeout,
-            host="127.0.0.1", user="tester",
+            min_size=min_size,
+            max_size=max_size,
+            max_idle=max_idle,
+            max_age=max_age,
+            connect_timeout=connect_timeout,
+            host="127.0.0.1",
+            user="tester",
         )
 
     def setUp(self):
@@ -243,12 +254,14 @@ class TpooledStyleTests(_PoolTests, unittest.TestCase):
         eventlet.tpool.killall()  # as eventlet's own suite does
 
 
-# -- module-level cases with minimal driver modules ------------------------------------
+# -- module-level cases with minimal driver modules ----------------------------
 
 
 def test_min_size_with_a_bare_module_and_a_dsn_keyword():
     module = _BareModule()
-    pool = db_pool.RawConnectionPool(module, dsn="dbname=test port=5433", min_size=3, max_size=5)
+    pool = db_pool.RawConnectionPool(
+        module, dsn="dbname=test port=5433", min_size=3, max_size=5
+    )
     assert len(module.made) == 3
     conn = pool.get()
     pool.put(conn)

@@ -45,7 +45,9 @@ def test_dropped_wrapper_is_reclaimed_with_a_warning(pool_cls, db, make_pool, ca
     assert pool.stats()["leaks_reclaimed"] == 1
     assert any("checkout_and_forget" in str(w.message) for w in record)
     messages = [r.getMessage() for r in caplog.records if r.name == "db_pool"]
-    assert any("checkout_and_forget" in m and "dropped" in m for m in messages), messages
+    assert any("checkout_and_forget" in m and "dropped" in m for m in messages), (
+        messages
+    )
     # The reclaimed connection serves the next caller.
     again = pool.get()
     assert raw_of(again) is raw
@@ -149,7 +151,9 @@ def test_holder_killed_with_a_bare_get_gives_the_slot_back(pool_cls, db, make_po
     pool.put(pool.get(timeout=1))
 
 
-def test_leak_timeout_warns_about_a_connection_held_too_long(pool_cls, db, make_pool, caplog):
+def test_leak_timeout_warns_about_a_connection_held_too_long(
+    pool_cls, db, make_pool, caplog
+):
     pool = make_pool(pool_cls, db, max_size=2, leak_timeout=0.05)
     caplog.set_level(logging.WARNING, logger="db_pool")
 

@@ -23,7 +23,7 @@ def elapsed_of(func, *args, **kwargs):
     return elapsed
 
 
-# -- timeouts ----------------------------------------------------------------------------
+# -- timeouts ------------------------------------------------------------------
 
 
 def test_get_timeout_raises_pool_timeout_within_the_deadline(pool):
@@ -108,7 +108,7 @@ def test_non_blocking_get(pool_cls, db, make_pool):
     pool.put(c)
 
 
-# -- fairness -------------------------------------------------------------------------------
+# -- fairness ------------------------------------------------------------------
 
 
 def test_waiters_are_served_in_arrival_order(pool_cls, db, make_pool):
@@ -204,7 +204,7 @@ def test_max_waiting_sheds_load_at_once(pool_cls, db, make_pool):
     assert pool.stats()["too_many_waiters"] == 1
     assert pool.waiting() == 2
     pool.put(held)
-    for thread, done in waiters:
+    for _thread, done in waiters:
         pool.put(done.wait())
     assert pool.free() == 1
 
@@ -218,7 +218,7 @@ def test_max_waiting_zero_never_queues(pool_cls, db, make_pool):
     pool.put(pool.get())
 
 
-# -- connection() leases ----------------------------------------------------------------
+# -- connection() leases -------------------------------------------------------
 
 
 def test_connection_is_a_lease_like_item(pool_cls, db, make_pool):
@@ -312,7 +312,7 @@ def test_reentrant_pool_get_still_gives_separate_connections(pool_cls, db, make_
     pool.put(b)
 
 
-# -- resize -------------------------------------------------------------------------------
+# -- resize --------------------------------------------------------------------
 
 
 def test_resize_grow_serves_waiters(pool_cls, db, make_pool):
@@ -340,7 +340,9 @@ def test_resize_positional_sets_max_size(pool_cls, db, make_pool):
     assert pool.max_size == 5 and pool.free() == 5
 
 
-def test_resize_shrink_closes_idle_first_and_never_robs_a_holder(pool_cls, db, make_pool):
+def test_resize_shrink_closes_idle_first_and_never_robs_a_holder(
+    pool_cls, db, make_pool
+):
     pool = make_pool(pool_cls, db, max_size=3)
     conns = [pool.get() for _ in range(3)]
     raws = [raw_of(c) for c in conns]
@@ -374,7 +376,9 @@ def test_resize_shrink_closes_surplus_on_return(pool_cls, db, make_pool):
     assert pool.free() == 1
 
 
-def test_resize_shrink_with_waiters_keeps_them_within_the_new_size(pool_cls, db, make_pool):
+def test_resize_shrink_with_waiters_keeps_them_within_the_new_size(
+    pool_cls, db, make_pool
+):
     pool = make_pool(pool_cls, db, max_size=2)
     held = [pool.get(), pool.get()]
     thread, done = spawn_getter(pool)

@@ -72,7 +72,7 @@ def test_missing_attribute_is_an_ordinary_attribute_error(pool_cls, db, make_poo
     pool = make_pool(pool_cls, db)
     conn = pool.get()
     with pytest.raises(AttributeError) as info:
-        conn.no_such_attribute
+        _ = conn.no_such_attribute
     assert not isinstance(info.value, db_pool.ConnectionReturnedError)
     assert not hasattr(conn, "no_such_attribute")
     pool.put(conn)

@@ -16,7 +16,7 @@ import eventlet
 import eventlet.tpool
 from greenlet import getcurrent
 
-from tests.fakedb import FakeConnection, FakeDB
+from tests.fakedb import FakeDB
 
 __all__ = ["CtxFakeDB", "HolderTracker", "ManagedPools", "raw_of", "unproxy"]
 

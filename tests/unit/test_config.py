@@ -140,8 +140,17 @@ def test_good_options_are_accepted(fake_db, kwargs):
     pool = db_pool.RawConnectionPool(fake_db, **kwargs)
     try:
         for key, value in kwargs.items():
-            if key in ("min_size", "max_size", "max_idle", "max_age", "max_uses",
-                       "pool_timeout", "max_waiting", "reentrant", "name"):
+            if key in (
+                "min_size",
+                "max_size",
+                "max_idle",
+                "max_age",
+                "max_uses",
+                "pool_timeout",
+                "max_waiting",
+                "reentrant",
+                "name",
+            ):
                 assert getattr(pool, key) == value
     finally:
         pool.close()

@@ -43,7 +43,9 @@ def connectors():
         ("some_other_driver", "database"),
     ],
 )
-@pytest.mark.parametrize("pool_cls", [Raw, db_pool.TpooledConnectionPool], ids=["raw", "tpooled"])
+@pytest.mark.parametrize(
+    "pool_cls", [Raw, db_pool.TpooledConnectionPool], ids=["raw", "tpooled"]
+)
 def test_dbname_keyword_per_driver(connectors, driver_name, keyword, pool_cls):
     db = FakeDB(name=driver_name)
     with warnings.catch_warnings():
@@ -69,7 +71,9 @@ def test_default_pool_class_is_connection_pool(connectors):
 @pytest.mark.parametrize("min_size", [0, 2])
 def test_one_pool_per_key_under_a_stampede(connectors, min_size):
     db = FakeDB(connect_delay=0.01)  # connecting yields to the others
-    connector = connectors(db, {"default": {"user": "u"}}, Raw, min_size=min_size, max_size=4)
+    connector = connectors(
+        db, {"default": {"user": "u"}}, Raw, min_size=min_size, max_size=4
+    )
     keys = [("h1", "a"), ("h1", "b"), ("h2", "a")]
     got = []
 
@@ -86,7 +90,7 @@ def test_one_pool_per_key_under_a_stampede(connectors, min_size):
     assert {key: len(ids) for key, ids in pools.items()} == {key: 1 for key in keys}
     assert len(connector.pools()) == 3
     for pool in connector.pools().values():
-        wait_until(lambda: len(pool.free_items) == min_size)
+        wait_until(lambda pool=pool: len(pool.free_items) == min_size)
     # No pool was built and thrown away: only the survivors' connections.
     assert db.connect_calls == 3 * min_size
     assert db.open_count == 3 * min_size

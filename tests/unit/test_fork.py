@@ -81,7 +81,9 @@ def touched(conns):
 
 def test_child_opens_its_own_connections_and_never_touches_the_parents():
     db = FakeDB()
-    pool = db_pool.RawConnectionPool(db, min_size=2, max_size=3, pre_ping=True, pre_ping_idle=0)
+    pool = db_pool.RawConnectionPool(
+        db, min_size=2, max_size=3, pre_ping=True, pre_ping_idle=0
+    )
     lent = pool.get()  # lent in the parent when it forks
     parent_conns = list(db.connections)
     parent_ids = [c.id for c in parent_conns]

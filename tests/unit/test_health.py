@@ -16,7 +16,7 @@ from tests.unit._fakes import raw_of
 Raw = db_pool.RawConnectionPool
 
 
-# -- pre_ping / check -----------------------------------------------------------------------
+# -- pre_ping / check ----------------------------------------------------------
 
 
 def test_pre_ping_replaces_a_dead_idle_connection(fake_db, make_pool):
@@ -59,7 +59,11 @@ def test_pre_ping_without_a_ping_method_runs_a_query(make_pool):
 
 def test_a_dead_connection_makes_older_idle_ones_suspect(fake_db, make_pool):
     pool = make_pool(
-        Raw, fake_db, max_size=3, pre_ping=True, pre_ping_idle=30,
+        Raw,
+        fake_db,
+        max_size=3,
+        pre_ping=True,
+        pre_ping_idle=30,
         # An unknown driver's errors are not taken for disconnects unless
         # the application says so.
         is_disconnect=lambda exc: isinstance(exc, OperationalError),
@@ -120,7 +124,7 @@ def test_check_that_raises_discards(fake_db, make_pool):
     assert pool.current_size == 1
 
 
-# -- max_uses ----------------------------------------------------------------------------------
+# -- max_uses ------------------------------------------------------------------
 
 
 def test_max_uses_recycles(fake_db, make_pool):
@@ -138,7 +142,7 @@ def test_max_uses_recycles(fake_db, make_pool):
     assert pool.current_size == 1
 
 
-# -- background expiry -------------------------------------------------------------------------
+# -- background expiry ---------------------------------------------------------
 
 
 def test_max_idle_expires_idle_connections_in_the_background(fake_db, make_pool):
@@ -209,7 +213,9 @@ def test_no_jitter_means_exact_max_age(fake_db, make_pool):
 
 
 def test_jittered_connections_all_expire_by_max_age(fake_db, make_pool):
-    pool = make_pool(Raw, fake_db, max_size=6, max_idle=None, max_age=0.2, max_age_jitter=0.9)
+    pool = make_pool(
+        Raw, fake_db, max_size=6, max_idle=None, max_age=0.2, max_age_jitter=0.9
+    )
     conns = [pool.get() for _ in range(6)]
     raws = [raw_of(c) for c in conns]
     for c in conns:
@@ -218,7 +224,7 @@ def test_jittered_connections_all_expire_by_max_age(fake_db, make_pool):
     assert pool.current_size == 0
 
 
-# -- keepalive ----------------------------------------------------------------------------------
+# -- keepalive -----------------------------------------------------------------
 
 
 def test_keepalive_pings_idle_connections(fake_db, make_pool):
@@ -243,7 +249,7 @@ def test_keepalive_discards_a_dead_idle_connection_and_refills(fake_db, make_poo
     assert pool.current_size == 1
 
 
-# -- min_size ------------------------------------------------------------------------------------
+# -- min_size ------------------------------------------------------------------
 
 
 def test_min_size_is_kept_warm(fake_db, make_pool):
@@ -262,7 +268,7 @@ def test_min_size_prefill_failure_is_not_raised(make_pool):
     wait_until(lambda: len(pool.free_items) == 2, timeout=3)
 
 
-# -- failing fast while the database is down ------------------------------------------------
+# -- failing fast while the database is down -----------------------------------
 
 
 def test_fail_fast_while_backing_off(fake_db, make_pool):

@@ -28,7 +28,8 @@ from tests.fakedb import FakeDB
     ids=["plain", "min_size", "timers", "leak-watch"],
 )
 @pytest.mark.parametrize(
-    "pool_cls", [db_pool.RawConnectionPool, db_pool.TpooledConnectionPool],
+    "pool_cls",
+    [db_pool.RawConnectionPool, db_pool.TpooledConnectionPool],
     ids=["raw", "tpooled"],
 )
 def test_a_dropped_pool_is_collected_and_its_idle_connections_closed(pool_cls, options):
@@ -65,14 +66,20 @@ def test_close_stops_the_background_work(fake_db):
     assert fake_db.open_count == 0
 
 
-# -- exceptions ----------------------------------------------------------------------------
+# -- exceptions ----------------------------------------------------------------
 
 
 def test_exception_hierarchy():
-    for cls in (db_pool.PoolTimeout, db_pool.PoolClosed, db_pool.TooManyWaiters,
-                db_pool.ConnectTimeout, db_pool.ConfigError,
-                db_pool.AllServersUnavailable, db_pool.MaximumRetryException,
-                db_pool.ConnectionReturnedError):
+    for cls in (
+        db_pool.PoolTimeout,
+        db_pool.PoolClosed,
+        db_pool.TooManyWaiters,
+        db_pool.ConnectTimeout,
+        db_pool.ConfigError,
+        db_pool.AllServersUnavailable,
+        db_pool.MaximumRetryException,
+        db_pool.ConnectionReturnedError,
+    ):
         assert issubclass(cls, db_pool.PoolError), cls
         assert cls.__module__ == "db_pool"
     assert issubclass(db_pool.PoolError, Exception)
@@ -96,8 +103,12 @@ def test_errors_keep_their_context_and_pickle(fake_db):
     copy = pickle.loads(pickle.dumps(error))
     assert type(copy) is db_pool.PoolTimeout
     assert (str(copy), copy.pool_name, copy.timeout) == (str(error), "ctx", 0.01)
-    for exc in (db_pool.PoolClosed("closed", "p"), db_pool.TooManyWaiters("full", "p"),
-                db_pool.ConnectTimeout("slow", "p"), db_pool.ConfigError("bad", "p")):
+    for exc in (
+        db_pool.PoolClosed("closed", "p"),
+        db_pool.TooManyWaiters("full", "p"),
+        db_pool.ConnectTimeout("slow", "p"),
+        db_pool.ConfigError("bad", "p"),
+    ):
         copy = pickle.loads(pickle.dumps(exc))
         assert type(copy) is type(exc)
         assert (str(copy), copy.pool_name) == (str(exc), "p")

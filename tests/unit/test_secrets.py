@@ -49,7 +49,9 @@ def logged(caplog):
     return out
 
 
-@pytest.mark.parametrize("pool_cls", [db_pool.RawConnectionPool, db_pool.TpooledConnectionPool])
+@pytest.mark.parametrize(
+    "pool_cls", [db_pool.RawConnectionPool, db_pool.TpooledConnectionPool]
+)
 def test_reprs_and_stats_hide_the_password(pool_cls, db, make_pool):
     pool = make_pool(pool_cls, db, dsn=DSN, password=PASSWORD, name="shop")
     conn = pool.get()
@@ -61,7 +63,9 @@ def test_reprs_and_stats_hide_the_password(pool_cls, db, make_pool):
 
 
 def test_connect_error_quoting_the_dsn_is_not_logged(db, make_pool, all_logs):
-    pool = make_pool(db_pool.RawConnectionPool, db, dsn=DSN, reconnect_delay=(0.001, 0.002))
+    pool = make_pool(
+        db_pool.RawConnectionPool, db, dsn=DSN, reconnect_delay=(0.001, 0.002)
+    )
     for message in (
         "could not connect using %s" % DSN,
         "could not translate host name in %s" % URL,
@@ -78,8 +82,13 @@ def test_connect_error_quoting_the_dsn_is_not_logged(db, make_pool, all_logs):
 
 def test_pool_errors_never_carry_the_password(db, make_pool, all_logs):
     pool = make_pool(
-        db_pool.RawConnectionPool, db, max_size=1, max_waiting=1, connect_timeout=0.05,
-        password=PASSWORD, name="shop",
+        db_pool.RawConnectionPool,
+        db,
+        max_size=1,
+        max_waiting=1,
+        connect_timeout=0.05,
+        password=PASSWORD,
+        name="shop",
     )
     errors = []
     held = pool.get()
@@ -109,7 +118,9 @@ def test_pool_errors_never_carry_the_password(db, make_pool, all_logs):
         errors.append(exc)
     kinds = {type(e) for e in errors}
     assert kinds == {
-        db_pool.PoolTimeout, db_pool.TooManyWaiters, db_pool.ConnectTimeout,
+        db_pool.PoolTimeout,
+        db_pool.TooManyWaiters,
+        db_pool.ConnectTimeout,
         db_pool.PoolClosed,
     }
     for exc in errors:
@@ -122,13 +133,20 @@ def test_config_errors_never_echo_connect_arguments(db):
         db_pool.RawConnectionPool(db, connect_args=[("password", PASSWORD)])
     assert_no_secret(str(info.value))
     with pytest.raises(ValueError) as info:
-        db_pool.RawConnectionPool(db, connect_args={"password": PASSWORD}, password=PASSWORD)
+        db_pool.RawConnectionPool(
+            db, connect_args={"password": PASSWORD}, password=PASSWORD
+        )
     assert_no_secret(str(info.value))
 
 
 def test_leak_and_discard_logs_hide_the_password(db, make_pool, all_logs):
     pool = make_pool(
-        db_pool.RawConnectionPool, db, max_size=2, dsn=DSN, leak_timeout=0.02, max_uses=1
+        db_pool.RawConnectionPool,
+        db,
+        max_size=2,
+        dsn=DSN,
+        leak_timeout=0.02,
+        max_uses=1,
     )
 
     def leaky():
@@ -148,13 +166,17 @@ def test_leak_and_discard_logs_hide_the_password(db, make_pool, all_logs):
 
 def test_connector_hides_credentials(db, make_pool, all_logs):
     connector = db_pool.DatabaseConnector(
-        db, {"default": {"user": "app", "password": PASSWORD}}, db_pool.RawConnectionPool
+        db,
+        {"default": {"user": "app", "password": PASSWORD}},
+        db_pool.RawConnectionPool,
     )
     try:
         pool = connector.get("db.example", "shop")
         conn = pool.get()
         assert raw_of(conn).kwargs["password"] == PASSWORD  # it does reach the driver
-        assert_no_secret(repr(connector), repr(pool), repr(conn), repr(connector.stats()))
+        assert_no_secret(
+            repr(connector), repr(pool), repr(conn), repr(connector.stats())
+        )
         pool.put(conn)
     finally:
         connector.close()

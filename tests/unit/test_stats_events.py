@@ -51,13 +51,35 @@ def test_stats_keys(fake_db):
     finally:
         pool.close()
     expected = {
-        "name", "min_size", "max_size", "size", "free", "checked_out", "opening",
-        "waiting", "checkouts", "waits", "wait_time_total", "wait_time_max",
-        "hold_time_total", "connections_opened", "connections_closed",
-        "connect_failures", "connect_time_total", "discarded_dead",
-        "discarded_reset_failed", "expired_idle", "expired_age", "recycled_uses",
-        "leaks_reclaimed", "timeouts", "too_many_waiters", "pings", "ping_failures",
-        "resets", "resets_skipped",
+        "name",
+        "min_size",
+        "max_size",
+        "size",
+        "free",
+        "checked_out",
+        "opening",
+        "waiting",
+        "checkouts",
+        "waits",
+        "wait_time_total",
+        "wait_time_max",
+        "hold_time_total",
+        "connections_opened",
+        "connections_closed",
+        "connect_failures",
+        "connect_time_total",
+        "discarded_dead",
+        "discarded_reset_failed",
+        "expired_idle",
+        "expired_age",
+        "recycled_uses",
+        "leaks_reclaimed",
+        "timeouts",
+        "too_many_waiters",
+        "pings",
+        "ping_failures",
+        "resets",
+        "resets_skipped",
     }
     assert expected <= set(stats)
     assert stats["name"] == "orders"
@@ -117,7 +139,11 @@ def test_waits_are_counted_and_timed(fake_db, make_pool):
 
 def test_discard_counters(fake_db, make_pool):
     pool = make_pool(
-        db_pool.RawConnectionPool, fake_db, max_size=3, max_uses=2, pre_ping=True,
+        db_pool.RawConnectionPool,
+        fake_db,
+        max_size=3,
+        max_uses=2,
+        pre_ping=True,
         pre_ping_idle=0,
     )
     # Recycled after two uses.
@@ -169,7 +195,7 @@ def test_repr_shows_the_counts(fake_db, make_pool):
     pool.put(conn)
 
 
-# -- listeners ------------------------------------------------------------------------------
+# -- listeners -----------------------------------------------------------------
 
 
 def test_events_in_order_with_their_fields(fake_db, make_pool):
@@ -196,12 +222,16 @@ def test_events_in_order_with_their_fields(fake_db, make_pool):
         "connection_failed",
         "pool_disposed",
     ]
-    for name, info in recorder.events:
+    for _name, info in recorder.events:
         assert set(info) == {"pool", "connection", "reason", "error"}
         assert info["pool"] == "ev"
     by_name = dict(recorder.events)
-    for name in ("connection_created", "connection_checked_out",
-                 "connection_checked_in", "connection_disposed"):
+    for name in (
+        "connection_created",
+        "connection_checked_out",
+        "connection_checked_in",
+        "connection_disposed",
+    ):
         assert by_name[name]["connection"] is raw
     assert by_name["connection_disposed"]["reason"] == "cleared"
     failed = by_name["connection_failed"]
@@ -220,7 +250,9 @@ def test_recycle_and_expiry_events(fake_db, make_pool):
     assert names[-2:] == ["connection_recycled", "connection_disposed"]
     assert recorder.events[-1][1]["reason"] == "uses"
     recorder.clear()
-    zero = make_pool(db_pool.RawConnectionPool, fake_db, max_age=0, listeners=[recorder])
+    zero = make_pool(
+        db_pool.RawConnectionPool, fake_db, max_age=0, listeners=[recorder]
+    )
     zero.put(zero.get())
     assert recorder.names()[-1] == "connection_disposed"
     assert recorder.events[-1][1]["reason"] == "age"
@@ -228,8 +260,10 @@ def test_recycle_and_expiry_events(fake_db, make_pool):
 
 def test_dict_listener_and_add_remove(fake_db, make_pool):
     seen = []
-    listener = {"connection_checked_out": lambda info: seen.append("out"),
-                "connection_checked_in": lambda info: seen.append("in")}
+    listener = {
+        "connection_checked_out": lambda info: seen.append("out"),
+        "connection_checked_in": lambda info: seen.append("in"),
+    }
     pool = make_pool(db_pool.RawConnectionPool, fake_db)
     pool.add_listener(listener)
     pool.put(pool.get())
@@ -256,7 +290,9 @@ def test_a_raising_listener_is_harmless(fake_db, make_pool, caplog):
 
     listener = {name: boom for name in db_pool.EVENTS}
     caplog.set_level(logging.ERROR, logger="db_pool")
-    pool = make_pool(db_pool.RawConnectionPool, fake_db, max_size=1, listeners=[listener])
+    pool = make_pool(
+        db_pool.RawConnectionPool, fake_db, max_size=1, listeners=[listener]
+    )
     conn = pool.get()
     raw = raw_of(conn)
     pool.put(conn)

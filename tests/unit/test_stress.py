@@ -50,7 +50,9 @@ class Observer:
         if not 0 <= size <= pool.max_size:
             problems.append("current_size=%d" % size)
         if size != pool.current_size:
-            problems.append("stats size %d != current_size %d" % (size, pool.current_size))
+            problems.append(
+                "stats size %d != current_size %d" % (size, pool.current_size)
+            )
         if stats["free"] + stats["checked_out"] + stats["opening"] != size:
             problems.append("free+checked_out+opening != size: %r" % (stats,))
         if min(stats["free"], stats["checked_out"], stats["opening"]) < 0:
@@ -103,6 +105,10 @@ def run_stress(pool_cls, seed, threads, max_size, check_server):
     )
     tracker = HolderTracker()
     observer = Observer(pool, db, tracker, check_server)
+    # Look at every state change too, not only at the monitor's ticks.
+    pool.add_listener(
+        {name: (lambda info, name=name: observer.look(name)) for name in db_pool.EVENTS}
+    )
     errors = []
     outcomes = {"ok": 0, "timeout": 0, "killed": 0, "connect_error": 0, "app_error": 0}
     phase = {}  # green thread -> "get", "holding", "returning"
@@ -201,8 +207,11 @@ def run_stress(pool_cls, seed, threads, max_size, check_server):
                 w for w in live if phase.get(w) == "get" and w not in db.connecting
             ],
         }
-        wanted = [p for p in ("connecting", "holding", "waiting")
-                  if kills[p] < 3 and by_phase[p]]
+        wanted = [
+            p
+            for p in ("connecting", "holding", "waiting")
+            if kills[p] < 3 and by_phase[p]
+        ]
         if wanted:
             victim = rng.choice(by_phase[rng.choice(wanted)])
         elif rng.random() < 0.3:
@@ -216,8 +225,9 @@ def run_stress(pool_cls, seed, threads, max_size, check_server):
         eventlet.greenthread.kill(victim)
         kills[where] += 1
         budget -= 1
-    with eventlet.Timeout(20, AssertionError("workers still running: %d" % (
-        threads - len(finished)))):
+    with eventlet.Timeout(
+        20, AssertionError("workers still running: %d" % (threads - len(finished)))
+    ):
         all_done.wait()
     del workers
     live = by_phase = victim = None
@@ -230,7 +240,9 @@ def run_stress(pool_cls, seed, threads, max_size, check_server):
 def final_checks(pool, db, tracker, observer, errors, check_server=True):
     db.on_connect = None  # no more random connect failures
     # Every dropped wrapper reclaimed, every slot back.
-    wait_until(lambda: pool.stats()["checked_out"] == 0 and pool.stats()["opening"] == 0)
+    wait_until(
+        lambda: pool.stats()["checked_out"] == 0 and pool.stats()["opening"] == 0
+    )
     observer.look("end")
     assert errors == []
     assert tracker.overlaps == []
