@@ -10,6 +10,7 @@ return", and what a returned wrapper does.
 from __future__ import annotations
 
 import collections
+import gc
 import inspect
 
 import eventlet
@@ -240,6 +241,53 @@ def test_put_none_then_the_old_wrapper_never_grows_the_pool(pool, db):
     pool.clear()
     assert pool.current_size == 0
     assert pool.free() == pool.max_size
+
+
+def test_put_none_then_the_old_wrapper_is_dropped(pool, db):
+    conn = pool.get()
+    raw = raw_of(conn)
+    pool.put(None)  # "I lost that connection"
+    assert pool.current_size == 0
+    with pytest.warns(db_pool.ConnectionLeakWarning):
+        del conn
+        gc.collect()
+        wait_until(lambda: raw.closed)  # its slot was given up: closed
+    settle()
+    assert pool.current_size == 0
+    assert pool.free() == 1
+    assert len(pool.free_items) == 0
+
+
+def test_put_none_with_nothing_checked_out_is_ignored(pool_cls, db, make_pool):
+    pool = make_pool(pool_cls, db, max_size=2)
+    pool.put(pool.get())
+    pool.put(None)
+    assert pool.current_size == 1
+    assert pool.free() == 2  # not 3: no slot was given up
+    conns = [pool.get(), pool.get()]
+    with pytest.raises(db_pool.PoolTimeout):
+        pool.get(block=False)
+    for c in conns:
+        pool.put(c)
+
+
+def test_unwrapped_then_put_none_then_dropped_frees_one_slot(pool_cls, db, make_pool):
+    pool = make_pool(pool_cls, db, max_size=2)
+    keep = pool.get()
+    conn = pool.get()
+    raw = pool._unwrap_connection(conn)
+    pool.put(None)
+    assert pool.current_size == 1
+    with pytest.warns(db_pool.ConnectionLeakWarning):
+        del conn
+        gc.collect()
+        wait_until(lambda: pool.stats()["leaks_reclaimed"] == 1)
+    settle()
+    assert pool.current_size == 1  # still the one held by `keep`
+    assert pool.free() == 1
+    pool.put(keep)
+    assert pool.free() == 2
+    raw.close()
 
 
 def test_put_of_a_returned_wrapper_is_harmless(pool_cls, db, make_pool):
