@@ -135,7 +135,9 @@ def parse_servers(
                 kwargs = {"host": host}
                 if port is not None:
                     kwargs["port"] = port
-                label = _format_address(host, port)
+                # A URL given by mistake ("postgresql://u:pw@h/db") parses
+                # as a host name: its label must not show the password.
+                label = redact(_format_address(host, port))
         elif isinstance(entry, Mapping):
             bad = [k for k in entry if not isinstance(k, str)]
             if bad:
