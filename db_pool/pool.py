@@ -408,6 +408,7 @@ class BaseConnectionPool:
         self._refill_paused: int | None = None
         self._connect_error: Exception | None = None
         self._retry_at = 0.0
+        self._refill_delay = 0.0
         self._probing = False
         self._close_on_return = self.max_idle == 0 or self.max_age == 0
         self._use_pre_ping = pre_ping or check is not None
@@ -905,7 +906,11 @@ class BaseConnectionPool:
             if isinstance(exc, Exception) and exc is not timer:
                 # The database (not the caller's deadline) failed us.
                 self._connect_error = exc
-                self._retry_at = monotonic() + self._backoff.next_delay()
+                # Callers are let through again after at most a second, so
+                # a database that is back is found quickly even when no
+                # background refill runs; the refill itself backs off fully.
+                self._refill_delay = self._backoff.next_delay()
+                self._retry_at = monotonic() + min(self._refill_delay, 1.0)
             if exc is timer:
                 self._timeouts += 1
                 err: BaseException = PoolTimeout(
@@ -1650,7 +1655,7 @@ class BaseConnectionPool:
                 rec = self._open(None)
             except Exception:
                 self._release_slot()
-                self._next_refill = max(self._retry_at, monotonic() + 0.01)
+                self._next_refill = monotonic() + max(self._refill_delay, 0.01)
                 next_due = min(next_due, self._next_refill)
             else:
                 self._return_record(rec)
