@@ -118,10 +118,15 @@ def check_reset_blackhole(r, reset_timeout=0.5):
     assert r["size"] == r["server_count"] == 1
 
 
+#: Slack on the deadline of 200 callers timing out together: the last one's
+#: answer waits for the other 199 to be handled in the same process.
+CROWD_SLACK = 0.5
+
+
 def check_outage(r, pool_name, callers=200, size=10, timeout=1.0):
     refused, blackholed = r["refused"], r["blackholed"]
     for case in (refused, blackholed):
-        assert case["max_elapsed"] <= timeout * (1 + DEADLINE_SLACK), case
+        assert case["max_elapsed"] <= timeout * (1 + CROWD_SLACK), case
         assert case["size"] == case["checked_out"] == case["opening"] == 0
         assert case["waiting"] == 0
     # Refused: every caller gets the driver's own connect error at once.
