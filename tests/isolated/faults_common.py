@@ -69,7 +69,7 @@ class CountingModule(types.ModuleType):
         return self._real.connect(*args, **kwargs)
 
 
-# -- backends --------------------------------------------------------------------
+# -- backends ---------------------------------------------------------
 
 
 class _Backend:
@@ -121,7 +121,9 @@ class _Backend:
             cur.close()
 
     def is_disconnect_error(self, exc):
-        return isinstance(exc, (self.module.OperationalError, self.module.InterfaceError))
+        return isinstance(
+            exc, (self.module.OperationalError, self.module.InterfaceError)
+        )
 
 
 class PgBackend(_Backend):
@@ -269,7 +271,7 @@ class MySQLdbBackend(_MysqlBackend):
             cur.close()
 
 
-# -- helpers -------------------------------------------------------------------------
+# -- helpers ---------------------------------------------------------
 
 
 def run_requests(backend, pool, count, concurrency, timeout=5):
@@ -361,7 +363,7 @@ def call_blocking(func, *args):
     return eventlet.tpool.execute(func, *args)
 
 
-# -- scenarios -------------------------------------------------------------------------
+# -- scenarios ---------------------------------------------------------
 
 
 def scenario_kill_all_pre_ping(backend, size=5, requests=50):
@@ -582,7 +584,7 @@ def scenario_outage(backend, callers=200, size=10, timeout=1.0):
             accepted_before = proxy.accepted_count
             results = []
 
-            def caller():
+            def caller(pool=pool, results=results):
                 start = time.monotonic()
                 try:
                     with pool.connection(timeout=timeout) as conn:
@@ -604,7 +606,9 @@ def scenario_outage(backend, callers=200, size=10, timeout=1.0):
                 "wall": elapsed_since(start),
                 "max_elapsed": max(r[0] for r in results),
                 "errors": kinds,
-                "messages": sorted({r[2].splitlines()[0] if r[2] else "" for r in results})[:5],
+                "messages": sorted(
+                    {r[2].splitlines()[0] if r[2] else "" for r in results}
+                )[:5],
                 "connect_calls": module.connects - connects_before,
                 "accepted": proxy.accepted_count - accepted_before,
                 **pool_numbers(pool),
@@ -661,9 +665,7 @@ def scenario_refill(backend, min_size=2, watch=2.0, keepalive=0.2):
         down_start = time.monotonic()
         backend.wait_server_count(0)
         eventlet.sleep(max(0.0, watch - elapsed_since(down_start)))
-        attempt_times = [
-            round(t - down_start, 3) for t in module.times[opened_before:]
-        ]
+        attempt_times = [round(t - down_start, 3) for t in module.times[opened_before:]]
         during = pool_numbers(pool)
         proxy.pass_traffic()
         back = time.monotonic()
@@ -737,7 +739,9 @@ def restart_under_load(
         max_size=size,
         pre_ping=True,
         reconnect_delay=RESTART_RECONNECT_DELAY,
-        listeners=[{"connection_created": lambda info: reconnects.append(time.monotonic())}],
+        listeners=[
+            {"connection_created": lambda info: reconnects.append(time.monotonic())}
+        ],
         **pool_options,
     )
     log = []  # (start, end, error or None)
@@ -751,7 +755,9 @@ def restart_under_load(
                     backend.select(conn)
             except Exception as exc:
                 first = (str(exc).strip().splitlines() or [""])[0]
-                log.append((start, time.monotonic(), "%s: %s" % (type(exc).__name__, first)))
+                log.append(
+                    (start, time.monotonic(), "%s: %s" % (type(exc).__name__, first))
+                )
                 eventlet.sleep(0.02)
             else:
                 log.append((start, time.monotonic(), None))
@@ -777,7 +783,9 @@ def restart_under_load(
     reconnected_at = min((t for t in reconnects if t > stopped_at), default=None)
     before = [e for e in log if e[1] < down_at]
     after_up = [e for e in log if e[0] >= up_at]
-    after_reconnect = [e for e in log if reconnected_at is not None and e[0] >= reconnected_at]
+    after_reconnect = [
+        e for e in log if reconnected_at is not None and e[0] >= reconnected_at
+    ]
     after_retry = [e for e in log if e[0] >= up_at + RESTART_RECONNECT_DELAY[1]]
     if before_count is not None:
         before_count()
@@ -785,7 +793,9 @@ def restart_under_load(
     return {
         "requests_before": len(before),
         "errors_before": [e[2] for e in before if e[2]],
-        "errors_during": len([e for e in log if e[2] and e[1] >= down_at and e[0] < up_at]),
+        "errors_during": len(
+            [e for e in log if e[2] and e[1] >= down_at and e[0] < up_at]
+        ),
         "requests_after_up": len(after_up),
         "errors_after_up": sorted({e[2] for e in after_up if e[2]}),
         "errors_after_up_count": len([e for e in after_up if e[2]]),
@@ -906,7 +916,9 @@ def scenario_hammer(
                     if backend.is_disconnect_error(exc):
                         stats["disconnect_errors"] += 1
                     else:
-                        stats["other_errors"].append("%s: %s" % (type(exc).__name__, exc))
+                        stats["other_errors"].append(
+                            "%s: %s" % (type(exc).__name__, exc)
+                        )
                     # A client pauses after an error instead of spinning.
                     eventlet.sleep(0.01)
                 eventlet.sleep(0)
@@ -959,7 +971,7 @@ def scenario_hammer(
 HAMMER_RECONNECT_DELAY = (0.01, 0.1)
 
 SCENARIOS = {
-    name[len("scenario_"):]: func
+    name[len("scenario_") :]: func
     for name, func in globals().items()
     if name.startswith("scenario_")
 }

@@ -156,7 +156,11 @@ def main(driver, settings):
         alive = lambda: admin.alive(ids)  # noqa: E731
     deadline = time.monotonic() + 5
     child_only = result.get("child_session") not in (a_id, b_id)
-    while child_only and result.get("child_session") in alive() and time.monotonic() < deadline:
+    while (
+        child_only
+        and result.get("child_session") in alive()
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
     result["server_sessions"] = sorted(alive())
     result["stats"] = {k: pool.stats()[k] for k in ("size", "free", "checked_out")}

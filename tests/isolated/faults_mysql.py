@@ -45,7 +45,9 @@ def main(argv):
     }[driver]
     backend = backend_class(settings["connect"], settings["marker"])
     try:
-        result = faults_common.SCENARIOS[scenario](backend, **settings.get("kwargs", {}))
+        result = faults_common.SCENARIOS[scenario](
+            backend, **settings.get("kwargs", {})
+        )
     except BaseException:
         print(json.dumps({"error": traceback.format_exc()}))
         return 1

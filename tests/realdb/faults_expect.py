@@ -95,7 +95,9 @@ def check_blackhole(r, timeout=1.0):
     for case in ("connect", "ping"):
         result = r[case]
         assert result["error"] == "PoolTimeout", result
-        assert timeout - 0.01 <= result["elapsed"] <= timeout * (1 + DEADLINE_SLACK), result
+        assert timeout - 0.01 <= result["elapsed"] <= timeout * (1 + DEADLINE_SLACK), (
+            result
+        )
     assert r["connect"]["connections_opened"] == 0
     assert r["connect"]["timeouts"] == 1
     # The ping that hung: that connection is discarded, the others stay.

@@ -110,5 +110,7 @@ def test_hammer_with_random_cuts(scenario):
 
 
 def test_hammer_checks_catch_a_pool_that_does_not_reset(scenario):
-    result = scenario("hammer", threads=20, duration=0.5, cuts=False, reset=False, seed=2)
+    result = scenario(
+        "hammer", threads=20, duration=0.5, cuts=False, reset=False, seed=2
+    )
     expect.check_hammer_control(result)

@@ -98,11 +98,13 @@ def test_hammer_checks_catch_a_pool_that_does_not_reset(backend):
     expect.check_hammer_control(result)
 
 
-# -- a real restart ------------------------------------------------------------------
+# -- a real restart ---------------------------------------------------------
 
 
 def _pg_version():
-    versions = sorted(os.listdir("/etc/postgresql"), key=lambda v: [int(x) for x in v.split(".")])
+    versions = sorted(
+        os.listdir("/etc/postgresql"), key=lambda v: [int(x) for x in v.split(".")]
+    )
     return versions[-1]
 
 
@@ -144,7 +146,9 @@ def _ensure_pg_running(kwargs, timeout=60):
         if _pg_answers(kwargs):
             return
         time.sleep(0.2)
-    raise AssertionError("PostgreSQL did not answer within %ds after a restart" % timeout)
+    raise AssertionError(
+        "PostgreSQL did not answer within %ds after a restart" % timeout
+    )
 
 
 def _can_control_the_cluster():
@@ -152,7 +156,8 @@ def _can_control_the_cluster():
         os.path.isdir("/etc/postgresql")
         and hasattr(os, "geteuid")
         and os.geteuid() == 0
-        and subprocess.run(["which", "pg_ctlcluster"], capture_output=True).returncode == 0
+        and subprocess.run(["which", "pg_ctlcluster"], capture_output=True).returncode
+        == 0
     )
 
 

@@ -125,7 +125,9 @@ def test_fork_with_a_tpooled_pool_does_not_hang_the_child(mysql_kwargs):
         pool.put(conn)
         pool.close()
     """
-    code = "import sys; sys.argv = ['-', %r]\n" % json.dumps(mysql_kwargs) + _dedent(code)
+    code = "import sys; sys.argv = ['-', %r]\n" % json.dumps(mysql_kwargs) + _dedent(
+        code
+    )
     proc = run_python(code, timeout=60)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result == {"hung": False, "child_exit": 7, "same_session": True, "query": 1}

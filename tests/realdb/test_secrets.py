@@ -102,7 +102,7 @@ def _select(conn):
         cur.close()
 
 
-# -- PostgreSQL -------------------------------------------------------------------------
+# -- PostgreSQL ---------------------------------------------------------
 
 
 def test_pg_password_keyword(pg_kwargs, unique_name, green_psycopg2, logs):
@@ -209,7 +209,9 @@ def test_pg_connect_failures(pg_kwargs, unique_name, green_psycopg2, logs, black
     seen.check(logs, min_records=3)
 
 
-def test_pg_all_servers_unavailable(pg_kwargs, unique_name, green_psycopg2, logs, blackhole):
+def test_pg_all_servers_unavailable(
+    pg_kwargs, unique_name, green_psycopg2, logs, blackhole
+):
     seen = Texts()
     down = closed_port()
     pool = db_pool.RawConnectionPool(
@@ -238,7 +240,7 @@ def test_pg_all_servers_unavailable(pg_kwargs, unique_name, green_psycopg2, logs
     seen.check(logs, min_records=1)
 
 
-# -- MariaDB ------------------------------------------------------------------------------
+# -- MariaDB ---------------------------------------------------------
 
 
 @pytest.fixture
@@ -249,9 +251,7 @@ def mysql_user(mysql_kwargs, unique_name):
     user = unique_name[:32]
     try:
         admin.query("CREATE USER %s@'%%' IDENTIFIED BY %s", (user, SECRET))
-        admin.query(
-            "GRANT USAGE ON *.* TO %s@'%%'", (user,)
-        )
+        admin.query("GRANT USAGE ON *.* TO %s@'%%'", (user,))
         yield user
     finally:
         try:
@@ -264,7 +264,11 @@ def test_mysql_password(mysql_kwargs, mysql_user, unique_name, logs):
     import MySQLdb
 
     seen = Texts()
-    kwargs = {k: v for k, v in mysql_kwargs.items() if k not in ("user", "password", "database")}
+    kwargs = {
+        k: v
+        for k, v in mysql_kwargs.items()
+        if k not in ("user", "password", "database")
+    }
     pool = db_pool.TpooledConnectionPool(
         MySQLdb,
         max_size=2,
