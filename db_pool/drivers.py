@@ -146,6 +146,10 @@ class Sqlite3Driver(Driver):
         return False
 
 
+#: SQLSTATEs (besides class 08) after which the server has ended the session.
+_PG_SESSION_ENDED = frozenset({"57P01", "57P02", "57P03"})
+
+
 class Psycopg2Driver(Driver):
     dbname_keyword = "dbname"
     networked = True
@@ -184,7 +188,19 @@ class Psycopg2Driver(Driver):
     def is_disconnect(self, exc: BaseException, conn: Any = None) -> bool:
         if conn is not None and self.is_closed(conn):
             return True
-        return isinstance(exc, self._disconnect_classes)
+        if not isinstance(exc, self._disconnect_classes):
+            return False
+        interface = getattr(self.module, "InterfaceError", None)
+        if isinstance(interface, type) and isinstance(exc, interface):
+            return True
+        # An OperationalError.  Many of them leave the session fine: a
+        # statement timeout (QueryCanceled), a deadlock, a lock not
+        # available.  Only these mean it is gone: no SQLSTATE at all (libpq's
+        # own "server closed the connection unexpectedly" and the like),
+        # class 08 (connection exception), or the server shutting down or
+        # starting up (57P01-57P03).
+        code = getattr(exc, "pgcode", None)
+        return code is None or code.startswith("08") or code in _PG_SESSION_ENDED
 
     def thread_connect_kwargs(
         self, kwargs: dict[str, Any], connect_timeout: float | None
