@@ -120,6 +120,23 @@ class _Backend:
         finally:
             cur.close()
 
+    def dbapi_class(self, exc):
+        """The DB-API exception class *exc* is an instance of (by name)."""
+        for name in (
+            "InterfaceError",
+            "OperationalError",
+            "ProgrammingError",
+            "DataError",
+            "IntegrityError",
+            "InternalError",
+            "NotSupportedError",
+            "DatabaseError",
+            "Error",
+        ):
+            if isinstance(exc, getattr(self.module, name)):
+                return name
+        return type(exc).__name__
+
     def is_disconnect_error(self, exc):
         return isinstance(
             exc, (self.module.OperationalError, self.module.InterfaceError)
@@ -160,6 +177,13 @@ class PgBackend(_Backend):
     def in_transaction(self, conn):
         # No round trip: libpq tracks the status from the server's replies.
         return conn.info.transaction_status != self._idle
+
+    #: Statements that fail without ending the session: a statement timeout
+    #: (QueryCanceled, an OperationalError), a syntax error.
+    failing_statements = (
+        "SET LOCAL statement_timeout = 50; SELECT pg_sleep(2)",
+        "SELEC 1",
+    )
 
     def session_id(self, conn):
         return conn.info.backend_pid
@@ -208,6 +232,13 @@ class _MysqlBackend(_Backend):
 
     def session_id(self, conn):
         return dbutil.mysql_connection_id(conn)
+
+    #: Statements that fail without ending the session: a statement timeout
+    #: (error 1969, an OperationalError), a syntax error.
+    failing_statements = (
+        "SET STATEMENT max_statement_time = 0.05 FOR SELECT SLEEP(2)",
+        "SELEC 1",
+    )
 
     def server_count(self):
         return self.admin.count(self.ids)
@@ -465,6 +496,41 @@ def scenario_kill_get_put(backend, size=3):
         "killed": killed,
         "errors": errors,
         "after_sequential": after_sequential,
+        "errors_all_at_once": errors_all_at_once,
+        "server_count": backend.server_count(),
+        **pool_numbers(pool),
+    }
+
+
+def scenario_query_errors(backend, size=2):
+    """Errors that do not end the session (a statement timeout, a syntax
+    error) must not be taken for disconnects: the connection is rolled
+    back and reused, and no idle connection becomes suspect."""
+    pool = backend.make_pool(max_size=size, pre_ping=False)
+    warm(backend, pool, size)
+    pool.stats(reset=True)
+    sessions = set()
+    errors = []
+    for statement in backend.failing_statements:
+        try:
+            with pool.connection(timeout=5) as conn:
+                sessions.add(backend.session_id(conn))
+                cur = conn.cursor()
+                try:
+                    cur.execute(statement)
+                    cur.fetchall()
+                finally:
+                    cur.close()
+        except Exception as exc:
+            errors.append(backend.dbapi_class(exc))
+    with pool.connection(timeout=5) as conn:
+        sessions.add(backend.session_id(conn))
+        backend.select(conn)
+    errors_all_at_once = hold_all(backend, pool, size)
+    backend.wait_server_count(pool.current_size)
+    return {
+        "errors": errors,
+        "sessions_used": len(sessions),
         "errors_all_at_once": errors_all_at_once,
         "server_count": backend.server_count(),
         **pool_numbers(pool),

@@ -91,6 +91,18 @@ def check_kill_get_put(r):
     assert r["size"] == r["server_count"] == 3
 
 
+def check_query_errors(r):
+    # A statement timeout (an OperationalError with every driver) and a
+    # syntax error reach the caller; the connection survives both.
+    assert r["errors"] == ["OperationalError", "ProgrammingError"], r["errors"]
+    assert r["sessions_used"] == 1  # the same connection, reused (LIFO)
+    assert r["discarded_dead"] == 0
+    assert r["connections_opened"] == 0
+    assert r["pings"] == 0  # nothing was made suspect
+    assert r["errors_all_at_once"] == []
+    assert r["size"] == r["server_count"] == 2
+
+
 def check_blackhole(r, timeout=1.0):
     for case in ("connect", "ping"):
         result = r[case]

@@ -85,6 +85,10 @@ def test_kill_all_get_put(scenario):
     expect.check_kill_get_put(scenario("kill_get_put"))
 
 
+def test_query_errors_are_not_disconnects(scenario):
+    expect.check_query_errors(scenario("query_errors"))
+
+
 def test_blackholed_database(scenario):
     expect.check_blackhole(scenario("blackhole"))
 

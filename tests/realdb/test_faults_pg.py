@@ -67,6 +67,10 @@ def test_kill_all_get_put(backend):
     expect.check_kill_get_put(fc.scenario_kill_get_put(backend))
 
 
+def test_query_errors_are_not_disconnects(backend):
+    expect.check_query_errors(fc.scenario_query_errors(backend))
+
+
 def test_blackholed_database(backend):
     expect.check_blackhole(fc.scenario_blackhole(backend))
 
