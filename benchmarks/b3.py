@@ -291,17 +291,20 @@ def run(
             f"x {seconds:g} s"
         )
         samples: dict[str, list[dict[str, float]]] = {c.key: [] for c in configs}
-        errors: dict[str, str] = {}
+        # A round that fails (the server restarted, a pool broke) counts as
+        # missing; the others still make a median.
+        errors: dict[str, list[str]] = {c.key: [] for c in configs}
         for _, cfg in rotations(configs, rounds):
-            if cfg.key in errors:
-                continue
             try:
                 samples[cfg.key].append(
                     _run_config(cfg, drivers[cfg.autocommit], pools, seconds)
                 )
             except Exception as exc:
-                errors[cfg.key] = f"{type(exc).__name__}: {exc}"
-                log(f"B3 {db_key} {cfg.label}: failed: {errors[cfg.key]}")
+                lines = str(exc).strip().splitlines()
+                errors[cfg.key].append(
+                    f"{type(exc).__name__}: {lines[0] if lines else ''}"
+                )
+                log(f"B3 {db_key} {cfg.label}: round failed: {errors[cfg.key][-1]}")
         qps = {k: median([s["qps"] for s in v]) for k, v in samples.items() if v}
         rows = []
         for cfg in configs:
@@ -312,8 +315,11 @@ def run(
                 "ceiling": cfg.ceiling,
                 "target": cfg.target,
             }
-            if cfg.key in errors:
-                row["error"] = errors[cfg.key]
+            if errors[cfg.key]:
+                row["error"] = (
+                    f"{len(errors[cfg.key])} of {rounds} rounds failed;"
+                    f" first: {errors[cfg.key][0]}"
+                )
             if cfg.key in qps:
                 row["qps"] = qps[cfg.key]
                 row["starved"] = median([s["starved"] for s in samples[cfg.key]])
