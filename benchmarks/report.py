@@ -31,7 +31,7 @@ def table(
         ]
         lines.append(indent + "  ".join(parts).rstrip())
         if n == 0:
-            lines.append(indent + "  ".join("-" * w for w in widths))
+            lines.append((indent + "  ".join("-" * w for w in widths)).rstrip())
     return "\n".join(lines)
 
 
