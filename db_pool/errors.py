@@ -80,7 +80,7 @@ class AllServersUnavailable(PoolError):
 
 
 class MaximumRetryException(PoolError):
-    """``execute()`` gave up after ``max_retries`` retries; the last error is chained."""
+    """``execute()`` gave up after ``max_retries`` retries (last error chained)."""
 
     def __init__(
         self, message: str = "", pool_name: str | None = None, attempts: int = 0

@@ -56,7 +56,19 @@ _INF = float("inf")
 #: (``db_pool.prometheus``); counted only for checkouts that waited, which
 #: already take the slow path.
 WAIT_BUCKETS = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
 )
 
 _MISSING: Any = object()  # "argument not given" (eventlet's name)
@@ -244,7 +256,9 @@ def _close_connections_later(records: "deque[_Record]", name: str) -> None:
                 rec.conn.close()
             except Exception:
                 pass
-        logger.debug("pool %r was dropped; closed %d idle connection(s)", name, len(items))
+        logger.debug(
+            "pool %r was dropped; closed %d idle connection(s)", name, len(items)
+        )
 
     try:
         _green.call_soon_global(_green.spawn_n, close_all)
@@ -345,10 +359,7 @@ class BaseConnectionPool:
         self.max_age_jitter = jitter
         self.is_disconnect_hook = check_callable("is_disconnect", is_disconnect)
         self.max_retries = check_int("max_retries", max_retries, 0)
-        if (
-            not isinstance(reconnect_delay, tuple)
-            or len(reconnect_delay) != 2
-        ):
+        if not isinstance(reconnect_delay, tuple) or len(reconnect_delay) != 2:
             raise TypeError(
                 "reconnect_delay must be a tuple (initial, maximum), not %r"
                 % (reconnect_delay,)
@@ -364,7 +375,8 @@ class BaseConnectionPool:
         if connect_args is not None:
             if not isinstance(connect_args, dict):
                 raise TypeError(
-                    "connect_args must be a dict, not %s" % (type(connect_args).__name__,)
+                    "connect_args must be a dict, not %s"
+                    % (type(connect_args).__name__,)
                 )
             overlap = set(connect_args) & set(kwargs)
             if overlap:
@@ -813,7 +825,11 @@ class BaseConnectionPool:
 
     def _release_slot(self) -> None:
         """Give up a slot that has no connection (any more)."""
-        if self._closed or self.current_size > self.max_size or not self._hand_off(None):  # type: ignore[operator]
+        if (
+            self._closed
+            or self.current_size > self.max_size
+            or not self._hand_off(None)
+        ):  # type: ignore[operator]
             self.current_size -= 1
             if self.current_size < self.min_size and not self._closed:  # type: ignore[operator]
                 self._ensure_maintenance()
@@ -971,7 +987,9 @@ class BaseConnectionPool:
         remaining = None
         if deadline is not None:
             remaining = deadline - monotonic()
-        if self.reset_timeout is not None and (remaining is None or remaining > self.reset_timeout):
+        if self.reset_timeout is not None and (
+            remaining is None or remaining > self.reset_timeout
+        ):
             remaining = self.reset_timeout
         self._pings += 1
         try:
@@ -997,7 +1015,9 @@ class BaseConnectionPool:
             self._ping_failures += 1
             self._discard(rec, "dead")
             if fired:
-                logger.warning("pool %r: ping timed out; connection discarded", self.name)
+                logger.warning(
+                    "pool %r: ping timed out; connection discarded", self.name
+                )
                 if deadline is not None and monotonic() >= deadline:
                     self._timeouts += 1
                     raise PoolTimeout(
@@ -1045,7 +1065,8 @@ class BaseConnectionPool:
                     own.put(conn, cleanup)
                     return
                 logger.debug(
-                    "pool %r: put() of a connection already returned; ignored", self.name
+                    "pool %r: put() of a connection already returned; ignored",
+                    self.name,
                 )
                 return
             set_record(conn, None)
@@ -1185,7 +1206,11 @@ class BaseConnectionPool:
             cleanup = self.cleanup
         if cleanup is not None:
             status = rec.status
-            if cleanup is cleanup_rollback and status is not None and status(conn) is False:
+            if (
+                cleanup is cleanup_rollback
+                and status is not None
+                and status(conn) is False
+            ):
                 self._resets_skipped += 1
             else:
                 self._resets += 1
@@ -1217,8 +1242,10 @@ class BaseConnectionPool:
                     self._discard_and_release(rec, "reset_failed")
                     raise
         until = now + self._idle_window
-        rec.fresh_until = 0.0 if rec.suspect else (
-            until if until < rec.expires_at else rec.expires_at
+        rec.fresh_until = (
+            0.0
+            if rec.suspect
+            else (until if until < rec.expires_at else rec.expires_at)
         )
         # Only a lent record points at its pool (for its wrapper): idle ones
         # must not, or the finalizer, which holds free_items, would keep the
@@ -1261,9 +1288,7 @@ class BaseConnectionPool:
     def _update_checkin_special(self) -> None:
         """Recompute the flag that sends every checkin down the careful path."""
         self._checkin_special = (
-            self._closed
-            or self._close_on_return
-            or self.current_size > self.max_size  # type: ignore[operator]
+            self._closed or self._close_on_return or self.current_size > self.max_size  # type: ignore[operator]
         )
 
     def _reset(self, cleanup: Callable[[Any], Any], conn: Any) -> None:
@@ -1326,7 +1351,11 @@ class BaseConnectionPool:
             self._expired_age += 1
         elif reason == "uses":
             self._recycled_uses += 1
-        log = logger.warning if reason in ("dead", "reset_failed", "error") else logger.debug
+        log = (
+            logger.warning
+            if reason in ("dead", "reset_failed", "error")
+            else logger.debug
+        )
         log("pool %r: closing a connection (%s)", self.name, reason)
         self._close_raw(rec.conn)
         if reason == "uses" and self._listeners.connection_recycled:
@@ -1518,11 +1547,16 @@ class BaseConnectionPool:
             if max_size is not None:
                 raise TypeError("give max_size once, positionally or by keyword")
             max_size = new_size
-        new_max = self.max_size if max_size is None else check_int("max_size", max_size, 1)
-        new_min = self.min_size if min_size is None else check_int("min_size", min_size, 0)
+        new_max = (
+            self.max_size if max_size is None else check_int("max_size", max_size, 1)
+        )
+        new_min = (
+            self.min_size if min_size is None else check_int("min_size", min_size, 0)
+        )
         if new_min > new_max:  # type: ignore[operator]
             raise ConfigError(
-                "min_size (%r) must not be greater than max_size (%r)" % (new_min, new_max)
+                "min_size (%r) must not be greater than max_size (%r)"
+                % (new_min, new_max)
             )
         self.min_size, self.max_size = new_min, new_max
         if min_size is not None:
@@ -1612,7 +1646,9 @@ class BaseConnectionPool:
         # Keep-alive pings of idle connections.
         if self.keepalive is not None:
             stale = [
-                rec for rec in self.free_items if now - max(rec.last_used, rec.pinged_at) >= self.keepalive
+                rec
+                for rec in self.free_items
+                if now - max(rec.last_used, rec.pinged_at) >= self.keepalive
             ]
             for rec in stale:
                 try:

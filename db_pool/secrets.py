@@ -8,11 +8,25 @@ from typing import Any, Iterable
 __all__ = ["connect_secrets", "redact", "SENSITIVE_KEYS", "safe_kwargs"]
 
 #: Connect keywords whose values are never shown.
-SENSITIVE_KEYS = frozenset({"password", "passwd", "pass", "pwd", "dsn", "ssl", "sslkey", "sslpassword", "secret"})
+SENSITIVE_KEYS = frozenset(
+    {
+        "password",
+        "passwd",
+        "pass",
+        "pwd",
+        "dsn",
+        "ssl",
+        "sslkey",
+        "sslpassword",
+        "secret",
+    }
+)
 
 _PATTERNS = (
     # key=value in libpq DSNs and similar (password=secret, passwd='x y')
-    re.compile(r"(?i)\b(password|passwd|pwd|sslpassword)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)"),
+    re.compile(
+        r"(?i)\b(password|passwd|pwd|sslpassword)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)"
+    ),
     # URLs: scheme://user:secret@host
     re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)([^@\s]*)(@)"),
 )

@@ -68,7 +68,9 @@ class TpooledConnectionPool(BaseConnectionPool):
             return super().create()
         now = _green.monotonic()
         kwargs = self._driver.thread_connect_kwargs(self._kwargs, self.connect_timeout)
-        conn = self.connect(self._db_module, self.connect_timeout, *self._args, **kwargs)
+        conn = self.connect(
+            self._db_module, self.connect_timeout, *self._args, **kwargs
+        )
         return now, now, conn
 
     @classmethod
@@ -77,7 +79,9 @@ class TpooledConnectionPool(BaseConnectionPool):
     ) -> Any:
         """Open a connection in an OS thread; returns a ``tpool.Proxy``."""
         tpool = _green.tpool
-        conn = _timed_connect(tpool.execute, connect_timeout, db_module.connect, *args, **kw)
+        conn = _timed_connect(
+            tpool.execute, connect_timeout, db_module.connect, *args, **kw
+        )
         return tpool.Proxy(conn, autowrap_names=("cursor",))
 
 

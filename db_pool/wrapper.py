@@ -144,7 +144,6 @@ class PooledConnectionWrapper(GenericConnectionWrapper):
     # one slot to fill per checkout keeps the pool's hot path short.
     __slots__ = ("_record", "_own_pool")
 
-
     def __init__(self, baseconn: Any, pool: Any = None) -> None:
         # Direct construction (outside a pool) as in eventlet: a bare holder.
         object.__setattr__(self, "_record", None)
@@ -183,7 +182,11 @@ class PooledConnectionWrapper(GenericConnectionWrapper):
     @property
     def _db_pool_created_at(self) -> float:
         rec = self._record
-        return rec.created_at if rec is not None and rec.__class__ is not _Detached else 0.0
+        return (
+            rec.created_at
+            if rec is not None and rec.__class__ is not _Detached
+            else 0.0
+        )
 
     def _destroy(self) -> None:
         """Forget the connection (eventlet's name); the slot stays taken."""
@@ -209,7 +212,6 @@ class PooledConnectionWrapper(GenericConnectionWrapper):
                 rec.record.pool._reclaim_dropped(rec.record, False)
             else:
                 rec.pool._reclaim_dropped(rec, True)
-
 
 
 _own_pool_slot: Any = PooledConnectionWrapper.__dict__["_own_pool"]
