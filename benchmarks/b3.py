@@ -24,7 +24,15 @@ from typing import Any, Callable
 import eventlet
 
 from . import realdb
-from .candidates import DB_POOL, DBUTILS, EVENTLET, SQLALCHEMY, Candidate, Driver
+from .candidates import (
+    DB_POOL,
+    DBUTILS,
+    EVENTLET,
+    HANDOFF,
+    SQLALCHEMY,
+    Candidate,
+    Driver,
+)
 from .harness import clock, join_all, median, rotations
 
 THREADS = 200
@@ -134,6 +142,24 @@ CONFIGS = [
         "default",
         True,
         CEILING_AC,
+    ),
+    # What any first-come-first-served pool can reach: a bare greenlet
+    # hand-off among 200 green threads, with and without a rollback.
+    Config(
+        "floor_rb",
+        "floor: FIFO greenlet hand-off, rollback",
+        HANDOFF,
+        "rollback",
+        False,
+        CEILING_RB,
+    ),
+    Config(
+        "floor_nr",
+        "floor: FIFO greenlet hand-off, no reset",
+        HANDOFF,
+        "none",
+        False,
+        CEILING_NR,
     ),
 ]
 
@@ -261,7 +287,7 @@ def run(
 ) -> dict[str, Any]:
     # Many short slices rather than a few long ones: the median then shrugs
     # off a burst of load from elsewhere on the machine.
-    seconds, rounds = (0.3, 3) if quick else (0.5, 5)
+    seconds, rounds = (0.25, 3) if quick else (0.5, 5)
     green = realdb.make_psycopg_green(db_pool_module)
     pools = {c.key: c for c in candidates}
     configs = [c for c in CONFIGS if c.pool is None or c.pool in pools]

@@ -15,8 +15,10 @@ A *reset* names what happens to a connection on checkin:
 ``none``
     no reset at all.
 
-Floors (eventlet.pools.Pool, LightQueue, a deque, a FIFO semaphore) never
-reset: they show what handing out an object costs with no pool logic.
+Floors (eventlet.pools.Pool, LightQueue, a deque, a FIFO semaphore, a bare
+greenlet hand-off) show what handing out an object costs with no pool logic.
+They do not reset, except the greenlet hand-off given ``reset="rollback"``
+(B3 uses it to show what any first-come-first-served pool can reach).
 """
 
 from __future__ import annotations
@@ -260,7 +262,15 @@ class HandoffPool:
 
 def _open_handoff(size: int, driver: Driver, reset: str) -> Opened:
     pool = HandoffPool([driver.connect() for _ in range(size)])
-    return Opened(pool.get, pool.put)
+    if reset != "rollback":
+        return Opened(pool.get, pool.put)
+    hand_back = pool.put
+
+    def put(conn: Any) -> None:
+        conn.rollback()
+        hand_back(conn)
+
+    return Opened(pool.get, put)
 
 
 # -- the roster -------------------------------------------------------------------

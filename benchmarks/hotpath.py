@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import linecache
 import os
 import signal
 import sys
@@ -110,7 +111,10 @@ def report(s: Sampler, top: int) -> str:
     lines.append("\ndb_pool lines executing (own time):")
     mine = [(k, n) for k, n in s.own.most_common() if "db_pool" in _bucket(k[0])]
     for (f, line, name), n in mine[:top]:
-        lines.append(f"  {100 * n / s.total:5.1f} %  {_short(f)}:{line} ({name})")
+        text = linecache.getline(f, line).strip()
+        lines.append(
+            f"  {100 * n / s.total:5.1f} %  {_short(f)}:{line} ({name})  {text[:70]}"
+        )
     lines.append("\ndb_pool functions on the stack (inclusive time):")
     mine = [(k, n) for k, n in s.inclusive.most_common() if _bucket(k[0]) == "db_pool"]
     for (f, line, name), n in mine[:top]:
