@@ -60,15 +60,16 @@ def idle(cand: Candidate | None, driver_name: str) -> dict[str, float]:
     driver = make_driver()
     rss0 = _rss_after_collect()
     if cand is None:
-        held = [driver.connect() for _ in range(count)]
+        bare = [driver.connect() for _ in range(count)]
     else:
         opened = cand.open(count, driver)
-        held = [opened.get() for _ in range(count)]
-        for conn in held:
-            opened.put(conn)
-        del conn
-        held = [opened]  # keep the pool, drop our references to wrappers
+        lent = [opened.get() for _ in range(count)]
+        for wrapper in lent:
+            opened.put(wrapper)
+        del lent, wrapper  # the pool alone holds them now
     rss1 = _rss_after_collect()
+    if cand is None:
+        del bare
     return {"connections": count, "bytes_each": (rss1 - rss0) / count}
 
 

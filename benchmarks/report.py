@@ -513,7 +513,7 @@ def section_header(bench: str, result: dict[str, Any]) -> str:
             " the machine's CPU meanwhile"
             + (", database servers included)" if bench == "B3" else ")")
         )
-        if bench != "B3" and others > BUSY_PCT:
+        if bench in ("B1", "B2", "B4") and others > BUSY_PCT:
             text += "\n  WARNING: the machine was busy; these figures are unreliable"
     return text
 
