@@ -435,6 +435,7 @@ class BaseConnectionPool:
         if self._use_pre_ping:
             self._idle_window = min(self._idle_window, self.pre_ping_idle)  # type: ignore[type-var]
         self._checkin_special = False
+        self._checkout_hooks = self._checkin_hooks = True
         self._update_checkin_special()
         self._reset_stats()
         # For exporters, which need counters that never go back: what
@@ -608,9 +609,11 @@ class BaseConnectionPool:
     def add_listener(self, listener: Any) -> None:
         """Register a listener: an object with event methods, or a dict."""
         self._listeners.add(listener)
+        self._update_hooks()
 
     def remove_listener(self, listener: Any) -> None:
         self._listeners.remove(listener)
+        self._update_hooks()
 
     # ------------------------------------------------------------------
     # eventlet-compatible counters
@@ -640,7 +643,25 @@ class BaseConnectionPool:
         :class:`PoolClosed`, :class:`ConnectTimeout`, or the driver's own
         error when connecting fails.
         """
-        return self._checkout(block, timeout, 2)
+        # The fast path of _checkout(), inlined: a fresh idle connection and
+        # nobody in line.  (A closed pool has no idle connections.)
+        free = self.free_items
+        if free and not self._waiters:
+            rec = free.popleft()
+            now = monotonic()
+            if now < rec.fresh_until:
+                rec.uses += 1
+                rec.checkout_at = now
+                rec.pool = self
+                self._checkouts += 1
+                rec.where = _getframe(1).f_code
+                w = _new_wrapper(self.wrapper_class)
+                set_record(w, rec)
+                if self._checkout_hooks:
+                    self._after_checkout(rec, 2)
+                return w
+            return self._checkout_slow(block, timeout, 2, rec)
+        return self._checkout_slow(block, timeout, 2, None)
 
     def get_nowait(self) -> Any:
         """Check out a connection, or raise :class:`PoolTimeout` at once."""
@@ -661,12 +682,28 @@ class BaseConnectionPool:
             rec.where = _getframe(depth).f_code
             w = _new_wrapper(self.wrapper_class)
             set_record(w, rec)
-            if self._in_use is not None:
-                self._track(rec, depth + 1)
-            if self._on_checked_out:
-                self._listeners.fire("connection_checked_out", rec.conn)
+            if self._checkout_hooks:
+                self._after_checkout(rec, depth + 1)
             return w
         return self._checkout_slow(block, timeout, depth + 1, None)
+
+    def _after_checkout(self, rec: _Record, depth: int) -> None:
+        """Leak tracking and listeners: off the hot path unless configured."""
+        if self._in_use is not None:
+            self._track(rec, depth + 1)
+        if self._on_checked_out:
+            self._listeners.fire("connection_checked_out", rec.conn)
+
+    def _update_hooks(self) -> None:
+        """Recompute the flags that send checkouts and checkins off the fast path."""
+        self._checkout_hooks = bool(self._in_use is not None or self._on_checked_out)
+        self._checkin_hooks = bool(
+            self._in_use is not None
+            or self._on_checked_in
+            or self._abandoned
+            or self._checkin_special
+            or self.reset_timeout is not None
+        )
 
     def _checkout_slow(self, block: bool, timeout: Any, depth: int, rec: Any) -> Any:
         start = monotonic()
@@ -836,7 +873,9 @@ class BaseConnectionPool:
 
     def _return_record(self, rec: _Record) -> None:
         """Put a clean, usable record back: to the longest waiter, or free."""
-        if not self._hand_off(rec):
+        if self._closed:
+            self._discard_and_release(rec, "pool_closed")
+        elif not self._hand_off(rec):
             self.free_items.appendleft(rec)
 
     def _expired(self, rec: _Record, now: float) -> str | None:
@@ -1081,7 +1120,54 @@ class BaseConnectionPool:
             if rec.pool is not self:
                 self._adopt(rec, cleanup)
                 return
-            self._checkin(rec, cleanup)
+            # The fast path of _checkin(), inlined: nothing special about
+            # this pool or this connection, and a reset without a deadline.
+            now = monotonic()
+            if (
+                self._checkin_hooks
+                or now >= rec.expires_at
+                or rec.broken
+                or rec.uses == self._max_uses
+                or rec.generation != _fork_generation
+                or (self._is_closed is not None and self._is_closed(rec.conn))
+            ):
+                self._checkin(rec, cleanup)
+                return
+            rec.last_used = now
+            self._hold_time_total += now - rec.checkout_at
+            if cleanup is _MISSING:
+                cleanup = self.cleanup
+            if cleanup is not None:
+                raw = rec.conn
+                status = rec.status
+                if (
+                    cleanup is cleanup_rollback
+                    and status is not None
+                    and status(raw) is False
+                ):
+                    self._resets_skipped += 1
+                else:
+                    self._resets += 1
+                    try:
+                        if cleanup is cleanup_rollback:
+                            raw.rollback()  # the same, one call less
+                        else:
+                            cleanup(raw)
+                    except BaseException as exc:
+                        self._reset_failed(rec, cleanup, exc)
+                        if not isinstance(exc, Exception):
+                            raise
+                        return
+            until = now + self._idle_window
+            expires = rec.expires_at
+            rec.fresh_until = (
+                0.0 if rec.suspect else (until if until < expires else expires)
+            )
+            rec.pool = None
+            if self._waiters:
+                self._hand_off(rec)
+            else:
+                self.free_items.appendleft(rec)
             return
         if conn is None:
             self._give_up_slot()
@@ -1157,6 +1243,7 @@ class BaseConnectionPool:
             )
             return
         self._abandoned += 1
+        self._checkin_hooks = True
         self._release_slot()
 
     def _settle_abandoned(self) -> bool:
@@ -1219,28 +1306,11 @@ class BaseConnectionPool:
                         cleanup(conn)
                     else:
                         self._reset(cleanup, conn)
-                except Exception as exc:
-                    logger.warning(
-                        "pool %r: cleanup %s raised %s; connection discarded",
-                        self.name,
-                        getattr(cleanup, "__name__", cleanup),
-                        _describe(exc, self._secrets),
-                    )
-                    # A reset that failed because the connection is gone (a
-                    # driver without a "closed" flag, such as MySQLdb, only
-                    # tells us here) is a disconnect: the idle connections
-                    # older than it are checked before their next use.
-                    if not isinstance(exc, PoolError) and self.is_disconnect(exc, conn):
-                        self._mark_suspects(rec)
-                        self._discard_and_release(rec, "dead")
-                    else:
-                        self._discard_and_release(rec, "reset_failed")
+                except BaseException as exc:
+                    self._reset_failed(rec, cleanup, exc)
+                    if not isinstance(exc, Exception):
+                        raise
                     return
-                except BaseException:
-                    # KeyboardInterrupt, SystemExit, a green Timeout or kill:
-                    # the connection's state is unknown; the slot is not lost.
-                    self._discard_and_release(rec, "reset_failed")
-                    raise
         until = now + self._idle_window
         rec.fresh_until = (
             0.0
@@ -1255,6 +1325,32 @@ class BaseConnectionPool:
             self._hand_off(rec)
         else:
             self.free_items.appendleft(rec)
+
+    def _reset_failed(self, rec: _Record, cleanup: Any, exc: BaseException) -> None:
+        """The reset of a returning connection raised *exc*: discard it.
+
+        KeyboardInterrupt, SystemExit, a green Timeout or kill leave the
+        connection's state unknown; the caller re-raises them.  The slot is
+        given back in every case.
+        """
+        if not isinstance(exc, Exception):
+            self._discard_and_release(rec, "reset_failed")
+            return
+        logger.warning(
+            "pool %r: cleanup %s raised %s; connection discarded",
+            self.name,
+            getattr(cleanup, "__name__", cleanup),
+            _describe(exc, self._secrets),
+        )
+        # A reset that failed because the connection is gone (a driver
+        # without a "closed" flag, such as MySQLdb, only tells us here) is a
+        # disconnect: the idle connections older than it are checked before
+        # their next use.
+        if not isinstance(exc, PoolError) and self.is_disconnect(exc, rec.conn):
+            self._mark_suspects(rec)
+            self._discard_and_release(rec, "dead")
+        else:
+            self._discard_and_release(rec, "reset_failed")
 
     def _discard_and_release(self, rec: _Record, reason: str) -> None:
         """Close *rec* and give its slot back.
@@ -1290,6 +1386,7 @@ class BaseConnectionPool:
         self._checkin_special = (
             self._closed or self._close_on_return or self.current_size > self.max_size  # type: ignore[operator]
         )
+        self._update_hooks()
 
     def _reset(self, cleanup: Callable[[Any], Any], conn: Any) -> None:
         """Run *cleanup* on *conn* within ``reset_timeout``."""
@@ -1445,6 +1542,7 @@ class BaseConnectionPool:
             return
         self._closed = True
         self._checkin_special = True
+        self._checkin_hooks = True
         while self._waiters:
             self._hand_off(_CLOSED)
         self.clear()
@@ -1562,6 +1660,7 @@ class BaseConnectionPool:
         if min_size is not None:
             self._refill_paused = None
         self._checkin_special = True  # until the next maintenance round
+        self._checkin_hooks = True
         self._ensure_maintenance()
         # Shrink: close idle connections beyond the new maximum, oldest first.
         while self.current_size > self.max_size and self.free_items:  # type: ignore[operator]
