@@ -108,6 +108,12 @@ def report(s: Sampler, top: int) -> str:
     lines.append("\nby package (own time of the executing Python line):")
     for name, n in s.buckets.most_common():
         lines.append(f"  {100 * n / s.total:5.1f} %  {name}")
+    lines.append("\nall functions executing (own time):")
+    by_function: collections.Counter[tuple[str, str]] = collections.Counter()
+    for (f, _line, name), n in s.own.items():
+        by_function[_short(f), name] += n
+    for (f, name), n in by_function.most_common(top):
+        lines.append(f"  {100 * n / s.total:5.1f} %  {f} {name}()")
     lines.append("\ndb_pool lines executing (own time):")
     mine = [(k, n) for k, n in s.own.most_common() if "db_pool" in _bucket(k[0])]
     for (f, line, name), n in mine[:top]:
