@@ -14,6 +14,11 @@ reset the pool performs:
     autocommit connections, no reset: the ceiling for db_pool's
     transaction-aware reset on an autocommit workload, where no transaction
     is ever open and the reset should cost nothing.
+
+Each pool runs *against* its ceiling: both are open side by side and take
+turns in short slices (see :func:`duel`), so that the fraction compares
+the two under the same conditions.  A ceiling's own row is the median over
+the pools it was run against.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from time import process_time
 from typing import Any, Callable
 
 import eventlet
+import eventlet.event
 
 from . import realdb
 from .candidates import (
@@ -33,12 +39,12 @@ from .candidates import (
     Candidate,
     Driver,
 )
-from .harness import clock, join_all, median, rotations
+from .harness import clock, join_all, median
 
 THREADS = 200
 CONNECTIONS = 10
-# Connections are opened before a run starts; this is for the green threads
-# to reach their steady rhythm before the window opens.
+# Connections are opened before timing starts; this is for the green threads
+# to reach their steady rhythm before the first timed slice.
 RAMP = 0.1
 # Workers stop within one query once told to; this only catches a hang.
 JOIN_TIMEOUT = 30.0
@@ -176,13 +182,49 @@ def _query(conn: Any) -> None:
     cur.close()
 
 
-class _Run:
-    """The shared state of one timed run: counters, a stop flag, a failure."""
+class _Group:
+    """Green threads running queries, which can be paused between queries.
+
+    A pool's workers pause after get() returns, holding the connection, so
+    a paused pool keeps its state (10 holders, 190 queued) and resumes at
+    once.  Counters are per thread; a slice is measured by snapshots.
+    """
 
     def __init__(self, threads: int) -> None:
         self.counts = [0] * threads
+        self.active = False
         self.stopping = False
         self.error: BaseException | None = None
+        self._resumed = eventlet.event.Event()
+        self.workers: list[Any] = []
+
+    def wait_active(self) -> None:
+        while not self.active and not self.stopping:
+            self._resumed.wait()
+
+    def pause(self) -> None:
+        if self.active:
+            self.active = False
+            self._resumed = eventlet.event.Event()
+
+    def resume(self) -> None:
+        if not self.active:
+            self.active = True
+            self._resumed.send()
+
+    def stop(self) -> None:
+        """Stop every worker; kill them if they do not stop in time."""
+        self.stopping = True
+        self.resume()
+        try:
+            join_all(self.workers, JOIN_TIMEOUT)
+        except BaseException:
+            # Nobody may be inside the driver when its connections close
+            # (psycopg2 would block the whole process on the connection's
+            # lock): kill whatever still runs before raising.
+            for gt in self.workers:
+                gt.kill()
+            raise
 
     def fail(self, exc: BaseException) -> None:
         if self.error is None:
@@ -191,92 +233,163 @@ class _Run:
 
 
 def _pool_worker(
-    run: _Run, i: int, get: Callable[[], Any], put: Callable[[Any], object]
+    g: _Group, i: int, get: Callable[[], Any], put: Callable[[Any], object]
 ) -> None:
-    counts = run.counts
+    counts = g.counts
     try:
-        while not run.stopping:
+        while not g.stopping:
             conn = get()
             try:
+                if not g.active:
+                    g.wait_active()
+                if g.stopping:
+                    break
                 _query(conn)
             finally:
                 put(conn)
             counts[i] += 1
     except Exception as exc:
-        run.fail(exc)
+        g.fail(exc)
 
 
-def _owner_worker(run: _Run, i: int, conn: Any, rollback: bool) -> None:
-    counts = run.counts
+def _owner_worker(g: _Group, i: int, conn: Any, rollback: bool) -> None:
+    counts = g.counts
     try:
-        while not run.stopping:
+        while not g.stopping:
+            if not g.active:
+                g.wait_active()
+                continue
             _query(conn)
             if rollback:
                 conn.rollback()
             counts[i] += 1
     except Exception as exc:
-        run.fail(exc)
+        g.fail(exc)
 
 
-def _measure(
-    spawn_all: Callable[[_Run], list[Any]], threads: int, seconds: float
-) -> dict[str, float]:
-    run = _Run(threads)
-    workers = spawn_all(run)
-    eventlet.sleep(RAMP)
-    before, t0, cpu0 = list(run.counts), clock(), process_time()
-    eventlet.sleep(seconds)
-    after, t1, cpu1 = list(run.counts), clock(), process_time()
-    run.stopping = True
-    join_all(workers, JOIN_TIMEOUT)
-    if run.error is not None:
-        raise run.error
-    done = [b - a for a, b in zip(before, after)]
-    return {
-        "qps": sum(done) / (t1 - t0),
-        # This process's CPU per query: what the pool adds on the client,
-        # independent of how busy the database server was.
-        "client_us_per_query": (cpu1 - cpu0) / max(1, sum(done)) * 1e6,
-        # Green threads that never got a connection in the whole window.
-        "starved": sum(1 for d in done if d == 0),
-    }
+class _Side:
+    """One configuration in a duel: its group, what it holds, what it did."""
+
+    def __init__(self, cfg: Config, driver: Driver, pools: dict[str, Candidate]):
+        self.cfg = cfg
+        self.queries = 0
+        self.elapsed = 0.0
+        self.cpu = 0.0
+        self.slice_qps: list[float] = []
+        self.per_thread: list[int] = []
+        self._close: Callable[[], object]
+        if cfg.pool is None:
+            conns = [driver.connect() for _ in range(CONNECTIONS)]
+            rollback = cfg.reset == "rollback"
+            self.group = _Group(CONNECTIONS)
+            self.group.workers = [
+                eventlet.spawn(_owner_worker, self.group, i, c, rollback)
+                for i, c in enumerate(conns)
+            ]
+
+            def close() -> None:
+                for c in conns:
+                    c.close()
+
+            self._close = close
+        else:
+            opened = pools[cfg.pool].open(CONNECTIONS, driver, cfg.reset)
+            # Open all the connections now, not inside a timed slice.
+            held = [opened.get() for _ in range(CONNECTIONS)]
+            for conn in held:
+                opened.put(conn)
+            del held
+            self.group = _Group(THREADS)
+            self.group.workers = [
+                eventlet.spawn(_pool_worker, self.group, i, opened.get, opened.put)
+                for i in range(THREADS)
+            ]
+            self._close = opened.close
+        self.per_thread = [0] * len(self.group.counts)
+
+    def run_slice(self, seconds: float) -> None:
+        g = self.group
+        g.resume()
+        before, t0, cpu0 = list(g.counts), clock(), process_time()
+        eventlet.sleep(seconds)
+        after, t1, cpu1 = list(g.counts), clock(), process_time()
+        g.pause()
+        done = [b - a for a, b in zip(before, after)]
+        for i, d in enumerate(done):
+            self.per_thread[i] += d
+        self.queries += sum(done)
+        self.elapsed += t1 - t0
+        self.cpu += cpu1 - cpu0
+        self.slice_qps.append(sum(done) / (t1 - t0))
+
+    def close(self) -> None:
+        try:
+            self.group.stop()
+        finally:
+            self._close()
+        if self.group.error is not None:
+            raise self.group.error
+
+    def result(self) -> dict[str, float]:
+        return {
+            "qps": self.queries / self.elapsed,
+            # This process's CPU per query: what the pool adds on the client,
+            # independent of how busy the database server was.
+            "client_us_per_query": self.cpu / max(1, self.queries) * 1e6,
+            # Green threads that never got a connection in any slice.
+            "starved": sum(1 for d in self.per_thread if d == 0),
+        }
 
 
-def _run_config(
+def duel(
+    a: Config,
+    b: Config,
+    drivers: dict[bool, Driver],
+    pools: dict[str, Candidate],
+    seconds: float,
+    slice_seconds: float,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run *a* and *b* in alternating slices; return each one's figures.
+
+    Both stay open side by side and take turns every *slice_seconds*, for
+    *seconds* each in all (ABBA order, so neither always goes first).  A
+    slow-down of the machine, the server or the neighbours then falls on
+    both alike, and their ratio keeps steady where back-to-back runs of a
+    second each differ by a third.
+    """
+    sides: list[_Side] = []
+    try:
+        for cfg in (a, b):
+            sides.append(_Side(cfg, drivers[cfg.autocommit], pools))
+        for side in sides:  # warm up, untimed
+            side.group.resume()
+            eventlet.sleep(RAMP)
+            side.group.pause()
+        for k in range(max(1, round(seconds / slice_seconds))):
+            for side in sides if k % 2 == 0 else sides[::-1]:
+                side.run_slice(slice_seconds)
+    finally:
+        for side in sides:
+            side.close()
+    ra, rb = sides[0].result(), sides[1].result()
+    ra["slice_ratios"] = [
+        x / y for x, y in zip(sides[0].slice_qps, sides[1].slice_qps) if y
+    ]
+    return ra, rb
+
+
+def run_alone(
     cfg: Config, driver: Driver, pools: dict[str, Candidate], seconds: float
 ) -> dict[str, float]:
-    if cfg.pool is None:
-        conns = [driver.connect() for _ in range(CONNECTIONS)]
-        rollback = cfg.reset == "rollback"
-        try:
-            return _measure(
-                lambda run: [
-                    eventlet.spawn(_owner_worker, run, i, c, rollback)
-                    for i, c in enumerate(conns)
-                ],
-                CONNECTIONS,
-                seconds,
-            )
-        finally:
-            for c in conns:
-                c.close()
-    opened = pools[cfg.pool].open(CONNECTIONS, driver, cfg.reset)
-    # Open all the connections now, not inside the timed window.
-    held = [opened.get() for _ in range(CONNECTIONS)]
-    for conn in held:
-        opened.put(conn)
-    del held, conn
+    """Run one configuration without a partner (for profiling)."""
+    side = _Side(cfg, driver, pools)
     try:
-        return _measure(
-            lambda run: [
-                eventlet.spawn(_pool_worker, run, i, opened.get, opened.put)
-                for i in range(THREADS)
-            ],
-            THREADS,
-            seconds,
-        )
+        side.group.resume()
+        eventlet.sleep(RAMP)
+        side.run_slice(seconds)
     finally:
-        opened.close()
+        side.close()
+    return side.result()
 
 
 def run(
@@ -285,18 +398,19 @@ def run(
     db_pool_module: Any,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
-    # Many short slices rather than a few long ones: the median then shrugs
-    # off a burst of load from elsewhere on the machine.
-    seconds, rounds = (0.25, 3) if quick else (0.5, 5)
+    # Each pool is timed for *seconds* in slices that alternate with its
+    # ceiling's; see duel().
+    seconds, slice_seconds = (0.5, 0.125) if quick else (1.5, 0.25)
     green = realdb.make_psycopg_green(db_pool_module)
     pools = {c.key: c for c in candidates}
     configs = [c for c in CONFIGS if c.pool is None or c.pool in pools]
+    by_key = {c.key: c for c in configs}
     result: dict[str, Any] = {
         "title": TITLE,
         "threads": THREADS,
         "connections": CONNECTIONS,
-        "seconds_per_round": seconds,
-        "rounds": rounds,
+        "seconds_per_side": seconds,
+        "slice_seconds": slice_seconds,
         "psycopg2_green": green,
         "databases": {},
     }
@@ -312,26 +426,28 @@ def run(
             result["databases"][db_key] = {"skipped": unreachable}
             log(f"B3 {db_key}: skipped, server unreachable: {unreachable}")
             continue
+        pairs = [c for c in configs if c.pool is not None and c.ceiling in by_key]
         log(
-            f"B3 {db_key}: {len(configs)} configurations x {rounds} rounds "
-            f"x {seconds:g} s"
+            f"B3 {db_key}: {len(pairs)} pools, each against its ceiling"
+            f" for {seconds:g} s each in {slice_seconds:g} s slices"
         )
-        samples: dict[str, list[dict[str, float]]] = {c.key: [] for c in configs}
-        # A round that fails (the server restarted, a pool broke) counts as
-        # missing; the others still make a median.
-        errors: dict[str, list[str]] = {c.key: [] for c in configs}
-        for _, cfg in rotations(configs, rounds):
+        mine: dict[str, dict[str, Any]] = {}
+        ceilings: dict[str, list[dict[str, Any]]] = {}
+        errors: dict[str, str] = {}
+        for cfg in pairs:
             try:
-                samples[cfg.key].append(
-                    _run_config(cfg, drivers[cfg.autocommit], pools, seconds)
+                mine[cfg.key], ceiling = duel(
+                    cfg, by_key[cfg.ceiling], drivers, pools, seconds, slice_seconds
                 )
-            except Exception as exc:
+            except Exception as exc:  # a server restart, a broken pool
                 lines = str(exc).strip().splitlines()
-                errors[cfg.key].append(
-                    f"{type(exc).__name__}: {lines[0] if lines else ''}"
-                )
-                log(f"B3 {db_key} {cfg.label}: round failed: {errors[cfg.key][-1]}")
-        qps = {k: median([s["qps"] for s in v]) for k, v in samples.items() if v}
+                errors[cfg.key] = f"{type(exc).__name__}: {lines[0] if lines else ''}"
+                log(f"B3 {db_key} {cfg.label}: failed: {errors[cfg.key]}")
+                continue
+            mine[cfg.key]["ceiling_qps"] = ceiling["qps"]
+            ceilings.setdefault(cfg.ceiling, []).append(ceiling)  # type: ignore[arg-type]
+        noreset_runs = ceilings.get(CEILING_NR)
+        noreset = median([c["qps"] for c in noreset_runs]) if noreset_runs else None
         rows = []
         for cfg in configs:
             row: dict[str, Any] = {
@@ -341,22 +457,22 @@ def run(
                 "ceiling": cfg.ceiling,
                 "target": cfg.target,
             }
-            if errors[cfg.key]:
-                row["error"] = (
-                    f"{len(errors[cfg.key])} of {rounds} rounds failed;"
-                    f" first: {errors[cfg.key][0]}"
-                )
-            if cfg.key in qps:
-                row["qps"] = qps[cfg.key]
-                row["starved"] = median([s["starved"] for s in samples[cfg.key]])
-                row["client_us_per_query"] = median(
-                    [s["client_us_per_query"] for s in samples[cfg.key]]
-                )
-                row["samples"] = samples[cfg.key]
-                if cfg.ceiling in qps:
-                    row["fraction"] = qps[cfg.key] / qps[cfg.ceiling]
-                if CEILING_NR in qps and cfg.pool is not None:
-                    row["fraction_of_noreset"] = qps[cfg.key] / qps[CEILING_NR]
+            if cfg.pool is None:
+                runs = ceilings.get(cfg.key, [])
+                if runs:
+                    # A ceiling ran once per pool that it bounds.
+                    row["duels"] = len(runs)
+                    for k in ("qps", "client_us_per_query"):
+                        row[k] = median([r[k] for r in runs])
+                    row["starved"] = max(r["starved"] for r in runs)
+            elif cfg.key in errors:
+                row["error"] = errors[cfg.key]
+            elif cfg.key in mine:
+                r = mine[cfg.key]
+                row.update(r)
+                row["fraction"] = r["qps"] / r["ceiling_qps"]
+                if noreset:
+                    row["fraction_of_noreset"] = r["qps"] / noreset
             rows.append(row)
         result["databases"][db_key] = {"driver": drivers[False].name, "rows": rows}
     return result

@@ -188,7 +188,7 @@ def main() -> None:
         driver = make(cfg.autocommit)
 
         def work() -> None:
-            result = b3._run_config(cfg, driver, pools, args.seconds)
+            result = b3.run_alone(cfg, driver, pools, args.seconds)
             print(f"{cfg.label}: {result['qps']:,.0f} queries/s")
 
     sampler = Sampler(args.interval)

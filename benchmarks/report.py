@@ -58,12 +58,15 @@ def _num(value: float) -> str:
     return f"{value:.3f}"
 
 
-def _spread(samples: Sequence[float]) -> float | None:
-    """(max - min) / median, in percent: how much the rounds disagreed."""
-    if len(samples) < 2:
+def _iqr_pct(samples: Sequence[float]) -> float | None:
+    """Interquartile range over the median, in percent: how much the
+    slices disagreed."""
+    if len(samples) < 4:
         return None
-    mid = median(samples)
-    return 100.0 * (max(samples) - min(samples)) / mid if mid else None
+    ordered = sorted(samples)
+    n = len(ordered)
+    mid = median(ordered)
+    return 100.0 * (ordered[(3 * n) // 4] - ordered[n // 4]) / mid if mid else None
 
 
 def ratio(value: float | None, reference: float | None) -> float | None:
@@ -291,7 +294,7 @@ def b3(result: dict[str, Any]) -> tuple[str, list[Target]]:
                 (
                     r["label"],
                     r.get("qps"),
-                    _spread([x["qps"] for x in r.get("samples", [])]),
+                    _iqr_pct(r.get("slice_ratios", [])),
                     None if r["pool"] is None else ratio(r.get("qps"), ref[autocommit]),
                     r.get("fraction"),
                     _CEILING_SHORT.get(r["ceiling"] or "", ""),
@@ -307,7 +310,7 @@ def b3(result: dict[str, Any]) -> tuple[str, list[Target]]:
                 [
                     "configuration",
                     "queries/s",
-                    "spread %",
+                    "slice IQR %",
                     "x db_pool",
                     "of ceiling",
                     "ceiling",
@@ -338,11 +341,12 @@ def b3(result: dict[str, Any]) -> tuple[str, list[Target]]:
             )
     text = "\n".join(parts)
     text += (
-        "\n  (of ceiling: queries/s over the matching ceiling's; spread: (max - min) /"
-        " median over the rounds;\n   client µs/q: this process's CPU time per"
+        "\n  (of ceiling: queries/s over the matching ceiling's, the two run in"
+        " alternating slices;\n   slice IQR: spread of that ratio over the slices"
+        " (interquartile range / median);\n   client µs/q: this process's CPU time per"
         " query (the pool's cost shows here even when the server is the"
-        " bottleneck);\n   starved: green threads that ran no query in the timed"
-        " window;"
+        " bottleneck);\n   starved: green threads that ran no query in any timed"
+        " slice;"
         "\n   x db_pool: over db_pool's default reset on the same workload)"
     )
     return text, targets
@@ -496,8 +500,8 @@ def section_header(bench: str, result: dict[str, Any]) -> str:
             f" {r['slots']} slots, median of {r['rounds']} rounds"
         ),
         "B3": lambda r: (
-            f"{r['seconds_per_round']:g} s per round, median of"
-            f" {r['rounds']} rounds; psycopg2 green by"
+            f"each pool {r['seconds_per_side']:g} s against its ceiling in"
+            f" {r['slice_seconds']:g} s slices; psycopg2 green by"
             f" {r['psycopg2_green']}"
         ),
         "B4": lambda r: (
