@@ -566,7 +566,7 @@ def chart(results: dict[str, Any], targets: list[Target], path: str) -> None:
                 1 - i * 0.05,
                 line,
                 color=color,
-                fontsize=8,
+                fontsize=7,
                 family="monospace",
                 transform=ax.transAxes,
                 va="top",
@@ -584,14 +584,16 @@ def chart(results: dict[str, Any], targets: list[Target], path: str) -> None:
         )
     if "B2" in results:
         r = [x for x in results["B2"]["rows"] if "throughput" in x]
+        ax = next(ax_iter)
         barh(
-            next(ax_iter),
+            ax,
             [f"{x['label']} ({x['overtake_pct']:.0f} % overtake)" for x in r],
             [x["throughput"] for x in r],
             f"B2 contention: {results['B2']['threads']} green threads, "
             f"{results['B2']['slots']} slots",
             "cycles/s",
         )
+        ax.tick_params(axis="x", labelrotation=30)
     if "B3" in results:
         ax = next(ax_iter)
         labels: list[str] = []
@@ -638,7 +640,7 @@ def chart(results: dict[str, Any], targets: list[Target], path: str) -> None:
         ax.set_title("B4 scale", fontsize=10)
         ax.set_xlabel("max_size or waiters (log)")
         ax.set_ylabel("µs per cycle")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7, loc="upper left")
     if "B5" in results and "growth" in results["B5"]:
         r = results["B5"]
         g = r["growth"]
