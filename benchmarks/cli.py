@@ -2,9 +2,10 @@
 
 Everything runs in one monkey-patched process, the way an eventlet server
 runs: SQLAlchemy's and DBUtils' locks are green, PyMySQL's sockets are green,
-and psycopg2 gets a wait callback.  Candidates alternate within each round,
-after a warm-up; tables show medians over the rounds and ratios to db_pool.
-Only B5 (memory) measures in fresh interpreters of its own.
+and psycopg2 gets a wait callback.  After a warm-up, candidates alternate
+within each round and tables show medians over the rounds and ratios to
+db_pool; in B3 each pool takes turns with its ceiling in short slices.  Only
+B5 (memory) measures in fresh interpreters of its own.
 """
 
 from __future__ import annotations
@@ -164,7 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         f"load {env['loadavg'][0]:.2f}, hub {env['hub']}"
     )
     print("  " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()))
-    print("  one monkey-patched process; rounds alternate candidates; medians")
+    print(
+        "  one monkey-patched process; candidates alternate within rounds"
+        " (B3: with their ceilings); medians"
+    )
     if env["loadavg"][0] > 0.5:
         print(
             f"  WARNING: load average {env['loadavg'][0]:.2f} at start: other work"
