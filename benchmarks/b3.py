@@ -456,6 +456,7 @@ def run(
                 "pool": cfg.pool,
                 "ceiling": cfg.ceiling,
                 "target": cfg.target,
+                "autocommit": cfg.autocommit,
             }
             if cfg.pool is None:
                 runs = ceilings.get(cfg.key, [])

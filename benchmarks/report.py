@@ -289,13 +289,14 @@ def b3(result: dict[str, Any]) -> tuple[str, list[Target]]:
         }
         lines = []
         for r in db["rows"]:
-            autocommit = r["key"].endswith("_ac") or r["key"] == "ceiling_autocommit"
             lines.append(
                 (
                     r["label"],
                     r.get("qps"),
                     _iqr_pct(r.get("slice_ratios", [])),
-                    None if r["pool"] is None else ratio(r.get("qps"), ref[autocommit]),
+                    None
+                    if r["pool"] is None
+                    else ratio(r.get("qps"), ref[r["autocommit"]]),
                     r.get("fraction"),
                     _CEILING_SHORT.get(r["ceiling"] or "", ""),
                     r.get("fraction_of_noreset"),
