@@ -347,20 +347,30 @@ def driver_for(module: Any) -> Driver:
 
 
 # -- psycopg2 made green -------------------------------------------------------
-def _psycopg_wait(conn: Any, timeout: Any = None) -> None:
-    """psycopg2 wait callback: yield to the hub until the socket is ready."""
-    from psycopg2 import OperationalError, extensions
+def _make_psycopg_wait() -> Callable[..., None]:
+    """Build the psycopg2 wait callback, with psycopg2's names bound once."""
+    from psycopg2 import OperationalError
+    from psycopg2.extensions import POLL_OK, POLL_READ, POLL_WRITE
 
-    while True:
-        state = conn.poll()
-        if state == extensions.POLL_OK:
-            return
-        if state == extensions.POLL_READ:
-            _green.trampoline(conn.fileno(), read=True)
-        elif state == extensions.POLL_WRITE:
-            _green.trampoline(conn.fileno(), write=True)
-        else:
-            raise OperationalError("bad state from poll: %r" % (state,))
+    trampoline = _green.trampoline
+
+    def wait(conn: Any, timeout: Any = None) -> None:
+        """psycopg2 wait callback: yield to the hub until the socket is ready."""
+        while True:
+            state = conn.poll()
+            if state == POLL_OK:
+                return
+            if state == POLL_READ:
+                trampoline(conn.fileno(), read=True)
+            elif state == POLL_WRITE:
+                trampoline(conn.fileno(), write=True)
+            else:
+                raise OperationalError("bad state from poll: %r" % (state,))
+
+    return wait
+
+
+_psycopg_wait: Callable[..., None] | None = None
 
 
 def make_psycopg_green() -> None:
@@ -370,8 +380,11 @@ def make_psycopg_green() -> None:
     green.  Do not combine with psycopg2 connections used from OS threads
     (TpooledConnectionPool): the callback only works in the hub's thread.
     """
+    global _psycopg_wait
     from psycopg2 import extensions
 
+    if _psycopg_wait is None:
+        _psycopg_wait = _make_psycopg_wait()
     extensions.set_wait_callback(_psycopg_wait)
 
 
