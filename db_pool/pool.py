@@ -162,6 +162,14 @@ class _Record:
         )
 
 
+class _ResetOverran(BaseException):
+    """Thrown into a green thread whose reset outlived ``reset_timeout``."""
+
+    def __init__(self, pool: Any) -> None:
+        super().__init__("reset_timeout")
+        self.pool = pool
+
+
 class _Waiter:
     """A green thread queued in get(); served in arrival order."""
 
@@ -239,6 +247,13 @@ def _maintenance_loop(pool_ref: "weakref.ref[BaseConnectionPool]") -> None:
             return
         del pool
         _green.sleep(delay)
+
+
+def _watch_resets(pool_ref: "weakref.ref[BaseConnectionPool]") -> None:
+    """The reset watchdog's timer; holds the pool only weakly."""
+    pool = pool_ref()
+    if pool is not None:
+        pool._watch_resets()
 
 
 def _close_connections_later(records: "deque[_Record]", name: str) -> None:
@@ -418,6 +433,8 @@ class BaseConnectionPool:
         # clear() stops the min_size refill until the pool is used again:
         # the checkout count at that clear(), or None.
         self._refill_paused: int | None = None
+        self._resets_running: dict[Any, float] = {}
+        self._watchdog: Any = None
         self._connect_error: Exception | None = None
         self._retry_at = 0.0
         self._refill_delay = 0.0
@@ -1389,19 +1406,52 @@ class BaseConnectionPool:
         self._update_hooks()
 
     def _reset(self, cleanup: Callable[[Any], Any], conn: Any) -> None:
-        """Run *cleanup* on *conn* within ``reset_timeout``."""
-        timer = _green.Timeout(self.reset_timeout)
+        """Run *cleanup* on *conn* within ``reset_timeout``.
+
+        Every return of a connection to a network driver runs this, so the
+        deadline is not an ``eventlet.Timeout`` each (a hub timer each,
+        cancelled a moment later, that stays in the hub's heap until it
+        would have fired: at thousands of returns a second the heap grows
+        and every timer operation of the process slows down).  Instead the
+        resetting green thread is registered in ``_resets_running`` and one
+        watchdog timer per pool, due at the oldest deadline, interrupts
+        those that overran.
+        """
+        running = self._resets_running
+        me = _green.current_greenlet()
+        running[me] = monotonic() + self.reset_timeout  # type: ignore[operator]
+        if self._watchdog is None:
+            self._watchdog = _green.get_hub().schedule_call_global(
+                self.reset_timeout, _watch_resets, weakref.ref(self)
+            )
         try:
             cleanup(conn)
-        except _green.Timeout as exc:
-            if exc is not timer:
+        except _ResetOverran as exc:
+            if exc.pool is not self:
                 raise
             raise PoolError(
                 "reset did not finish within %gs" % (self.reset_timeout,), self.name
             ) from None
         finally:
-            timer.cancel()
-            timer = None  # break the frame <-> fired Timeout cycle (see _validate)
+            running.pop(me, None)
+
+    def _watch_resets(self) -> None:
+        """Hub timer: interrupt the resets past their deadline, then re-arm."""
+        self._watchdog = None
+        running = self._resets_running
+        now = monotonic()
+        # Oldest first (dicts keep insertion order; deadlines only grow).
+        for greenlet, deadline in list(running.items()):
+            if deadline > now:
+                break
+            if running.get(greenlet) == deadline and not greenlet.dead:
+                running.pop(greenlet, None)
+                greenlet.throw(_ResetOverran(self))
+        if running:
+            oldest = next(iter(running.values()))
+            self._watchdog = _green.get_hub().schedule_call_global(
+                max(oldest - monotonic(), 0.0), _watch_resets, weakref.ref(self)
+            )
 
     def _note_error(self, wrapper: Any, exc: BaseException) -> None:
         """An error left a ``with`` block: if it means a dead connection, mark it."""
