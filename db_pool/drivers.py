@@ -28,7 +28,6 @@ MYSQL_DISCONNECT_CODES = frozenset(
         1053,  # server shutdown in progress
         1152,  # aborted connection
         1153,  # packet too large (connection dropped)
-        1205,  # lock wait timeout: not a disconnect -- deliberately absent below
         1927,  # MariaDB: connection was killed
         2002,  # can't connect through socket
         2003,  # can't connect to server
@@ -39,7 +38,6 @@ MYSQL_DISCONNECT_CODES = frozenset(
         2055,  # lost connection to server at ...
         4031,  # MySQL 8: disconnected by the server for inactivity
     }
-    - {1205}
 )
 
 

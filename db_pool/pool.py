@@ -903,14 +903,11 @@ class BaseConnectionPool:
         return None
 
     def _fresh_until(self, rec: _Record, now: float) -> float:
-        until = rec.expires_at
-        if self.max_idle is not None:
-            until = min(until, now + self.max_idle)
-        if self._use_pre_ping:
-            until = min(until, now + self.pre_ping_idle)  # type: ignore[operator]
+        """Until when *rec* may be handed out without a check or expiry test."""
         if rec.suspect:
-            until = 0.0
-        return until
+            return 0.0
+        until = now + self._idle_window
+        return until if until < rec.expires_at else rec.expires_at
 
     # ------------------------------------------------------------------
     # opening
@@ -1328,12 +1325,7 @@ class BaseConnectionPool:
                     if not isinstance(exc, Exception):
                         raise
                     return
-        until = now + self._idle_window
-        rec.fresh_until = (
-            0.0
-            if rec.suspect
-            else (until if until < rec.expires_at else rec.expires_at)
-        )
+        rec.fresh_until = self._fresh_until(rec, now)
         # Only a lent record points at its pool (for its wrapper): idle ones
         # must not, or the finalizer, which holds free_items, would keep the
         # pool alive forever.  Checkout sets it again.
