@@ -41,9 +41,15 @@ MYSQL_DISCONNECT_CODES = frozenset(
 )
 
 
+_Proxy = _green.tpool.Proxy
+
+
 def _unproxy(conn: Any) -> Any:
     """The driver's own object behind an eventlet ``tpool.Proxy``."""
-    return getattr(conn, "_obj", conn)
+    # Runs on every checkin (transaction status, closed flag): a type test,
+    # not getattr(conn, "_obj", conn), which costs a caught AttributeError
+    # on every plain connection.
+    return conn._obj if isinstance(conn, _Proxy) else conn
 
 
 class Driver:

@@ -26,6 +26,7 @@ import warnings
 import weakref
 from bisect import bisect_left
 from collections import deque
+from weakref import getweakrefcount
 from typing import Any, Callable, Iterable
 
 from . import _green
@@ -85,6 +86,39 @@ _all_pools: "weakref.WeakSet[BaseConnectionPool]" = weakref.WeakSet()
 _inherited: list[Any] = []
 _pool_ids = itertools.count(1)
 _new_wrapper = object.__new__
+_getrefcount = getattr(sys, "getrefcount", None)
+
+
+def _unreferenced_count() -> int | None:
+    """The reference count that get() sees for a wrapper nobody else holds.
+
+    A returned wrapper is reused for a later checkout only when its count,
+    taken the way get() takes it (a local variable passed to
+    ``sys.getrefcount``), shows that the pool's own reference is the only
+    one: then no caller can ever reach the connection through it.  Measured
+    here, on this interpreter, instead of assumed; None (never reuse) where
+    reference counts cannot prove that: not CPython, no GIL, or counts that
+    do not move by one per reference.
+    """
+    if (
+        sys.implementation.name != "cpython"
+        or _getrefcount is None
+        or not getattr(sys, "_is_gil_enabled", lambda: True)()
+    ):
+        return None
+    box = deque([object()])
+    w = box.popleft()
+    alone = _getrefcount(w)
+    box.append(w)
+    if _getrefcount(w) != alone + 1:
+        return None
+    return alone
+
+
+#: See _unreferenced_count(); None disables the reuse of wrappers.
+_UNREFERENCED = _unreferenced_count()
+#: How many returned wrappers a pool keeps for reuse.
+_SPARES = 4
 
 
 def cleanup_rollback(conn: Any) -> None:
@@ -173,13 +207,22 @@ class _ResetOverran(BaseException):
 class _Waiter:
     """A green thread queued in get(); served in arrival order."""
 
-    __slots__ = ("greenlet", "value", "timer", "since")
+    __slots__ = ("greenlet", "value", "hub", "woken")
 
-    def __init__(self) -> None:
+    def __init__(self, hub: Any) -> None:
         self.greenlet = _green.current_greenlet()
         self.value = _EMPTY
-        self.timer: Any = None
-        self.since = monotonic()
+        # The hub that switches back to us (see _hand_off).
+        self.hub = hub
+        # Set once we were switched to, or gave up waiting: never again.
+        self.woken = False
+
+
+def _wake_one(waiter: _Waiter) -> None:
+    """Hub callback: switch to one served waiter (see _hand_off)."""
+    if not waiter.woken:
+        waiter.woken = True
+        waiter.greenlet.switch()
 
 
 class _Lease:
@@ -421,6 +464,9 @@ class BaseConnectionPool:
         self.free_items: deque[_Record] = deque()
         self._opening = 0
         self._waiters: deque[_Waiter] = deque()
+        # Waiters served but not yet switched to, and the hub that will.
+        self._waking: list[_Waiter] = []
+        self._waking_hub: Any = None
         self._closed = False
         self._leases: dict[Any, list[Any]] = {}
         self._in_use: set[_Record] | None = set() if leak_timeout else None
@@ -445,6 +491,14 @@ class BaseConnectionPool:
         self._on_checked_out = self._listeners.connection_checked_out
         self._on_checked_in = self._listeners.connection_checked_in
         self._is_closed = self._driver.closed_getter()
+        # Returned wrappers kept for reuse (see _unreferenced_count); only
+        # for the plain wrapper class, whose only state is the record.
+        self._spares: deque[Any] | None = (
+            deque(maxlen=_SPARES)
+            if _UNREFERENCED is not None
+            and self.wrapper_class is PooledConnectionWrapper
+            else None
+        )
         self._max_uses = self.max_uses if self.max_uses is not None else -1
         self._idle_window = _INF
         if self.max_idle is not None:
@@ -672,13 +726,22 @@ class BaseConnectionPool:
                 rec.pool = self
                 self._checkouts += 1
                 rec.where = _getframe(1).f_code
-                w = _new_wrapper(self.wrapper_class)
+                # A returned wrapper that nobody else references any more
+                # (see _unreferenced_count) saves making a new one.
+                spares = self._spares
+                if spares:
+                    w = spares.popleft()
+                    if _getrefcount(w) != _UNREFERENCED or getweakrefcount(w):
+                        spares.append(w)  # still held: try it again later
+                        w = _new_wrapper(self.wrapper_class)
+                else:
+                    w = _new_wrapper(self.wrapper_class)
                 set_record(w, rec)
                 if self._checkout_hooks:
                     self._after_checkout(rec, 2)
                 return w
-            return self._checkout_slow(block, timeout, 2, rec)
-        return self._checkout_slow(block, timeout, 2, None)
+            return self._checkout_slow(block, timeout, 2, rec, now)
+        return self._checkout_slow(block, timeout, 2, None, None)
 
     def get_nowait(self) -> Any:
         """Check out a connection, or raise :class:`PoolTimeout` at once."""
@@ -690,19 +753,31 @@ class BaseConnectionPool:
             rec = free.popleft()
             now = monotonic()
             if now >= rec.fresh_until or self._closed:
-                return self._checkout_slow(block, timeout, depth + 1, rec)
+                return self._checkout_slow(block, timeout, depth + 1, rec, now)
             # The fast path: a fresh idle connection and nobody in line.
             rec.uses += 1
             rec.checkout_at = now
             rec.pool = self
             self._checkouts += 1
             rec.where = _getframe(depth).f_code
-            w = _new_wrapper(self.wrapper_class)
-            set_record(w, rec)
+            w = self._wrap(rec)
             if self._checkout_hooks:
                 self._after_checkout(rec, depth + 1)
             return w
-        return self._checkout_slow(block, timeout, depth + 1, None)
+        return self._checkout_slow(block, timeout, depth + 1, None, None)
+
+    def _wrap(self, rec: _Record) -> Any:
+        """The wrapper that lends *rec*: a reusable spare, or a new one."""
+        spares = self._spares
+        if spares:
+            w = spares.popleft()
+            if _getrefcount(w) == _UNREFERENCED and not getweakrefcount(w):
+                set_record(w, rec)
+                return w
+            spares.append(w)
+        w = _new_wrapper(self.wrapper_class)
+        set_record(w, rec)
+        return w
 
     def _after_checkout(self, rec: _Record, depth: int) -> None:
         """Leak tracking and listeners: off the hot path unless configured."""
@@ -719,11 +794,13 @@ class BaseConnectionPool:
             or self._on_checked_in
             or self._abandoned
             or self._checkin_special
-            or self.reset_timeout is not None
         )
 
-    def _checkout_slow(self, block: bool, timeout: Any, depth: int, rec: Any) -> Any:
-        start = monotonic()
+    def _checkout_slow(
+        self, block: bool, timeout: Any, depth: int, rec: Any, now: float | None
+    ) -> Any:
+        # *now* is the caller's clock reading, if it took one.
+        start = monotonic() if now is None else now
         if timeout is _DEFAULT:
             timeout = self.pool_timeout
         elif timeout is not None:
@@ -755,8 +832,13 @@ class BaseConnectionPool:
             while True:
                 if rec is None:
                     rec = self._open(deadline)
+                    now = monotonic()
                     break
                 now = monotonic()
+                if now < rec.fresh_until:
+                    # Handed over fresh (the usual case after a wait):
+                    # nothing to check.
+                    break
                 reason = self._expired(rec, now)
                 if reason is not None:
                     self._discard(rec, reason)
@@ -768,6 +850,7 @@ class BaseConnectionPool:
                     ok_rec, rec = rec, None
                     if self._validate(ok_rec, deadline):
                         rec = ok_rec
+                        now = monotonic()
                         break
                     continue
                 break
@@ -780,7 +863,6 @@ class BaseConnectionPool:
             finally:
                 self._release_slot()
             raise
-        now = monotonic()
         if waited:
             wait = now - start
             self._waits += 1
@@ -793,8 +875,7 @@ class BaseConnectionPool:
         rec.pool = self
         self._checkouts += 1
         rec.where = _getframe(depth).f_code
-        w = _new_wrapper(self.wrapper_class)
-        set_record(w, rec)
+        w = self._wrap(rec)
         if self._in_use is not None:
             self._track(rec, depth + 1)
         if self._on_checked_out:
@@ -825,12 +906,12 @@ class BaseConnectionPool:
             )
         if self._listeners.pool_at_max:
             self._listeners.fire("pool_at_max")
-        waiter = _Waiter()
+        hub = _green.get_hub()
+        waiter = _Waiter(hub)
         self._waiters.append(waiter)
         timer = None
         if deadline is not None:
             timer = _green.Timeout(max(0.0, deadline - monotonic()))
-        hub = _green.get_hub()
         try:
             # Yield point: sleep until _hand_off() gives us a slot.
             while waiter.value is _EMPTY:
@@ -843,8 +924,9 @@ class BaseConnectionPool:
                 except ValueError:
                     pass
             else:
-                # Served and interrupted at the same time: pass it on.
-                waiter.timer.cancel()
+                # Served and interrupted at the same time: pass it on,
+                # and make sure the pending wake-up skips us.
+                waiter.woken = True
                 if value is not _CLOSED:
                     if value is None:
                         self._release_slot()
@@ -874,8 +956,47 @@ class BaseConnectionPool:
             return False
         waiter = waiters.popleft()
         waiter.value = value
-        waiter.timer = _green.call_soon_global(waiter.greenlet.switch)
+        # Served waiters are switched to from the hub, in the order served.
+        # Those served before the hub runs again share one hub callback
+        # (_wake_served) instead of one hub timer each: with many
+        # connections returned per turn of the hub, the timers were most of
+        # the cost of a hand-off.
+        waking = self._waking
+        if not waking:
+            self._waking_hub = waiter.hub
+            waiter.hub.schedule_call_global(0, self._wake_served)
+        elif waiter.hub is not self._waking_hub:
+            # A waiter of another OS thread's hub: it wakes on its own.
+            waiter.hub.schedule_call_global(0, _wake_one, waiter)
+            return True
+        waking.append(waiter)
         return True
+
+    def _wake_served(self) -> None:
+        """Hub callback: switch to each waiter served since the last one.
+
+        Each switch returns here when that green thread yields to the hub
+        again.  Waiters served meanwhile go to the next callback, so one
+        turn of the hub never runs an unbounded chain of hand-offs.
+        """
+        batch = self._waking
+        self._waking = []
+        for i, waiter in enumerate(batch):
+            if waiter.woken:
+                continue  # gave up waiting after it was served
+            waiter.woken = True
+            try:
+                waiter.greenlet.switch()
+            except BaseException:
+                # The hub reports it as it would a failed timer; the rest
+                # of the batch is still woken, in order.
+                rest = [w for w in batch[i + 1 :] if not w.woken]
+                if rest:
+                    if not self._waking:
+                        self._waking_hub = waiter.hub
+                        waiter.hub.schedule_call_global(0, self._wake_served)
+                    self._waking[:0] = rest
+                raise
 
     def _release_slot(self) -> None:
         """Give up a slot that has no connection (any more)."""
@@ -1134,8 +1255,12 @@ class BaseConnectionPool:
             if rec.pool is not self:
                 self._adopt(rec, cleanup)
                 return
+            spares = self._spares
+            if spares is not None:
+                # Kept for reuse; get() takes it only once nobody else holds it.
+                spares.append(conn)
             # The fast path of _checkin(), inlined: nothing special about
-            # this pool or this connection, and a reset without a deadline.
+            # this pool or this connection.
             now = monotonic()
             if (
                 self._checkin_hooks
@@ -1163,7 +1288,9 @@ class BaseConnectionPool:
                 else:
                     self._resets += 1
                     try:
-                        if cleanup is cleanup_rollback:
+                        if self.reset_timeout is not None:
+                            self._reset(cleanup, raw)
+                        elif cleanup is cleanup_rollback:
                             raw.rollback()  # the same, one call less
                         else:
                             cleanup(raw)

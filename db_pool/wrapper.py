@@ -179,6 +179,18 @@ class PooledConnectionWrapper(GenericConnectionWrapper):
 
     __nonzero__ = __bool__
 
+    def cursor(self, *args: Any, **kwargs: Any) -> Any:
+        # Defined here rather than left to __getattr__, which Python reaches
+        # only after a failed lookup has raised (and caught) an
+        # AttributeError: cursor() is called for nearly every query.
+        rec = self._record
+        if rec is not None and rec.__class__ is not _Detached:
+            return rec.conn.cursor(*args, **kwargs)
+        base = self._base
+        if base is None:
+            _returned("cursor")
+        return base.cursor(*args, **kwargs)
+
     @property
     def _db_pool_created_at(self) -> float:
         rec = self._record

@@ -1,0 +1,205 @@
+"""The hot path's shortcuts must never weaken what the pool promises.
+
+- Returned wrappers are reused for later checkouts, but only when nothing
+  outside the pool can reach them: a caller that kept a returned wrapper (a
+  variable, a container, a weak reference) never sees it come back to life.
+- Waiters served while the hub is busy are woken together by one hub
+  callback: still in the order they were served, never twice, and a waiter
+  that gives up after being served passes its connection on.
+"""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import eventlet
+import pytest
+
+import db_pool
+import db_pool.pool as pool_module
+from tests.common.test_compat import settle
+from tests.unit._fakes import raw_of
+
+reuse_possible = pytest.mark.skipif(
+    pool_module._UNREFERENCED is None,
+    reason="this interpreter cannot prove a wrapper unreferenced",
+)
+
+
+# -- reuse of returned wrappers --------------------------------------------------
+
+
+@reuse_possible
+def test_an_unreferenced_returned_wrapper_is_reused(pool_cls, db, make_pool):
+    pool = make_pool(pool_cls, db, max_size=2)
+    seen = set()
+    for _ in range(20):
+        conn = pool.get()
+        seen.add(id(conn))
+        pool.put(conn)
+        del conn
+    # Without reuse every checkout makes a wrapper; ids could repeat only
+    # by chance of the allocator, never as few as this with one live.
+    assert len(seen) <= 2
+    assert len(pool._spares) >= 1
+
+
+def test_a_kept_returned_wrapper_never_comes_back(pool_cls, db, make_pool):
+    pool = make_pool(pool_cls, db, max_size=1)
+    kept = []
+    for _ in range(10):
+        conn = pool.get()
+        pool.put(conn)
+        kept.append(conn)
+    del conn
+    lent = [pool.get()]
+    for old in kept:
+        assert not old
+        assert all(old is not new for new in lent)
+        with pytest.raises(db_pool.ConnectionReturnedError):
+            old.cursor()
+    # And the lent one still works.
+    lent[0].cursor().execute("select 1")
+    pool.put(lent[0])
+
+
+def test_a_returned_wrapper_held_by_a_variable_is_not_reused(pool_cls, db, make_pool):
+    pool = make_pool(pool_cls, db, max_size=1)
+    old = pool.get()
+    pool.put(old)
+    new = pool.get()  # `old` still names the returned wrapper
+    assert new is not old
+    assert not old
+    assert raw_of(new) is not None
+    pool.put(new)
+
+
+def test_a_weakly_referenced_returned_wrapper_is_not_reused(pool_cls, db, make_pool):
+    pool = make_pool(pool_cls, db, max_size=1)
+    conn = pool.get()
+    ref = weakref.ref(conn)
+    pool.put(conn)
+    del conn
+    gc.collect()
+    for _ in range(5):
+        new = pool.get()
+        # The weak reference either died with its wrapper or still points
+        # at a returned (dead) wrapper: never at a lent one.
+        old = ref()
+        assert old is None or (old is not new and not old)
+        pool.put(new)
+        del new
+
+
+def test_a_wrapper_returned_with_close_is_safe_to_reuse(pool_cls, db, make_pool):
+    pool = make_pool(pool_cls, db, max_size=1)
+    for _ in range(5):
+        conn = pool.get()
+        conn.close()
+        assert not conn
+        with pytest.raises(db_pool.ConnectionReturnedError):
+            conn.cursor()
+        del conn
+    conn = pool.get()
+    assert raw_of(conn) is not None
+    pool.put(conn)
+
+
+def test_spares_are_bounded(pool_cls, db, make_pool):
+    pool = make_pool(pool_cls, db, max_size=50)
+    conns = [pool.get() for _ in range(50)]
+    for conn in conns:
+        pool.put(conn)
+    if pool._spares is not None:
+        assert len(pool._spares) <= pool_module._SPARES
+
+
+def test_cursor_of_a_lent_wrapper_reaches_the_driver(pool_cls, db, make_pool):
+    pool = make_pool(pool_cls, db, max_size=1)
+    conn = pool.get()
+    cur = conn.cursor()
+    cur.execute("select 1")
+    pool.put(conn)
+    with pytest.raises(db_pool.ConnectionReturnedError):
+        conn.cursor()
+
+
+# -- batched wake-ups --------------------------------------------------------------
+
+
+def test_waiters_served_in_one_turn_run_in_the_order_served(pool_cls, db, make_pool):
+    # No reset: a return then never yields (a tpool rollback would).
+    pool = make_pool(pool_cls, db, max_size=5, cleanup=None)
+    held = [pool.get() for _ in range(5)]
+    order = []
+
+    def worker(n):
+        conn = pool.get()
+        order.append(n)
+        pool.put(conn)
+
+    threads = []
+    for n in range(15):
+        threads.append(eventlet.spawn(worker, n))
+        settle(1)
+    assert pool.waiting() == 15
+    # Five returns without yielding: five waiters served in one turn.
+    for conn in held:
+        pool.put(conn)
+    assert pool.waiting() == 10
+    for t in threads:
+        t.wait()
+    assert order == list(range(15))
+    assert pool.waiting() == 0
+    assert pool.free() == 5
+
+
+def test_served_waiter_killed_before_it_runs_passes_the_connection_on(
+    pool_cls, db, make_pool
+):
+    pool = make_pool(pool_cls, db, max_size=2, cleanup=None)
+    held = [pool.get() for _ in range(2)]
+    got = []
+
+    def worker(n):
+        conn = pool.get()
+        got.append(n)
+        eventlet.sleep(0.01)
+        pool.put(conn)
+
+    threads = []
+    for n in range(4):
+        threads.append(eventlet.spawn(worker, n))
+        settle(1)
+    # Serve waiters 0 and 1 in one turn, then kill 0 before it runs.
+    pool.put(held[0])
+    pool.put(held[1])
+    threads[0].kill()
+    for t in threads[1:]:
+        t.wait()
+    assert got == [1, 2, 3]
+    assert pool.waiting() == 0
+    assert pool.free() == 2
+    assert pool.current_size == 2
+
+
+def test_many_waiters_many_rounds_lose_nothing(pool_cls, db, make_pool):
+    pool = make_pool(pool_cls, db, max_size=4)
+    done = []
+
+    def worker(n):
+        for _ in range(20):
+            conn = pool.get()
+            assert raw_of(conn) is not None
+            eventlet.sleep(0)
+            pool.put(conn)
+        done.append(n)
+
+    threads = [eventlet.spawn(worker, n) for n in range(40)]
+    for t in threads:
+        t.wait()
+    assert sorted(done) == list(range(40))
+    assert pool.waiting() == 0
+    assert pool.current_size <= 4
+    assert pool.free() == pool.current_size
