@@ -26,8 +26,8 @@ import warnings
 import weakref
 from bisect import bisect_left
 from collections import deque
-from weakref import getweakrefcount
 from typing import Any, Callable, Iterable
+from weakref import getweakrefcount
 
 from . import _green
 from ._config import Backoff, check_callable, check_int, check_number
