@@ -18,7 +18,7 @@ import pytest
 
 import db_pool
 import db_pool.pool as pool_module
-from tests.common.test_compat import settle
+from tests.common.test_compat import settle, wait_until
 from tests.unit._fakes import raw_of
 
 reuse_possible = pytest.mark.skipif(
@@ -203,3 +203,65 @@ def test_many_waiters_many_rounds_lose_nothing(pool_cls, db, make_pool):
     assert pool.waiting() == 0
     assert pool.current_size <= 4
     assert pool.free() == pool.current_size
+
+
+def test_a_returner_that_asks_again_queues_behind_the_waiters(pool_cls, db, make_pool):
+    """put() then get() at once: the waiter served by the put runs first
+    (switched to directly), and the returner takes its turn at the back."""
+    pool = make_pool(pool_cls, db, max_size=1, cleanup=None)
+    order = []
+
+    def waiter(n):
+        conn = pool.get()
+        order.append(n)
+        pool.put(conn)
+
+    def returner():
+        conn = pool.get()
+        order.append("r1")
+        wait_until(lambda: pool.waiting() == 3)
+        pool.put(conn)
+        conn = pool.get()
+        order.append("r2")
+        pool.put(conn)
+
+    r = eventlet.spawn(returner)
+    settle(1)
+    threads = [eventlet.spawn(waiter, n) for n in range(3)]
+    r.wait()
+    for t in threads:
+        t.wait()
+    assert order == ["r1", 0, 1, 2, "r2"]
+    assert pool.waiting() == 0
+    assert pool.free() == 1
+
+
+def test_killing_a_returner_parked_in_line_loses_nothing(pool_cls, db, make_pool):
+    pool = make_pool(pool_cls, db, max_size=1, cleanup=None)
+    held = pool.get()
+    got = []
+
+    def waiter():
+        conn = pool.get()
+        got.append("w")
+        eventlet.sleep(0.01)  # hold it while the returner waits in line
+        pool.put(conn)
+
+    def returner(conn):
+        pool.put(conn)  # serves the waiter ...
+        pool.get()  # ... and waits behind it (switching to it first)
+        got.append("r")  # never reached: killed while waiting
+
+    w = eventlet.spawn(waiter)
+    settle(1)
+    r = eventlet.spawn(returner, held)
+    settle(1)
+    assert got == ["w"]
+    assert pool.waiting() == 1
+    r.kill()
+    w.wait()
+    assert got == ["w"]
+    assert pool.waiting() == 0
+    assert pool.free() == 1
+    conn = pool.get(block=False)
+    pool.put(conn)
