@@ -400,7 +400,7 @@ def run(
 ) -> dict[str, Any]:
     # Each pool is timed for *seconds* in slices that alternate with its
     # ceiling's; see duel().
-    seconds, slice_seconds = (0.5, 0.125) if quick else (1.5, 0.25)
+    seconds, slice_seconds = (0.5, 0.125) if quick else (2.5, 0.25)
     green = realdb.make_psycopg_green(db_pool_module)
     pools = {c.key: c for c in candidates}
     configs = [c for c in CONFIGS if c.pool is None or c.pool in pools]

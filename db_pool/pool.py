@@ -465,9 +465,8 @@ class BaseConnectionPool:
         self._opening = 0
         self._waiters: deque[_Waiter] = deque()
         # Waiters served but not yet switched to, and the hub that will.
-        self._waking: deque[_Waiter] = deque()
+        self._waking: list[_Waiter] = []
         self._waking_hub: Any = None
-        self._waker_due = False
         self._closed = False
         self._leases: dict[Any, list[Any]] = {}
         self._in_use: set[_Record] | None = set() if leak_timeout else None
@@ -922,17 +921,6 @@ class BaseConnectionPool:
         try:
             # Yield point: sleep until _hand_off() gives us a slot.
             while waiter.value is _EMPTY:
-                waking = self._waking
-                if waking and self._waking_hub is hub:
-                    # A waiter served before us is still to be woken: run it
-                    # now, directly, rather than through the hub (one switch
-                    # instead of two, and it gets going at once).  We stay
-                    # in line and are switched back to when served.
-                    first = waking.popleft()
-                    if not first.woken:
-                        first.woken = True
-                        first.greenlet.switch()
-                    continue
                 hub.switch()
         except BaseException as exc:
             value = waiter.value
@@ -979,16 +967,15 @@ class BaseConnectionPool:
         # (_wake_served) instead of one hub timer each: with many
         # connections returned per turn of the hub, the timers were most of
         # the cost of a hand-off.
-        if self._waker_due:
-            if waiter.hub is not self._waking_hub:
-                # A waiter of another OS thread's hub: it wakes on its own.
-                waiter.hub.schedule_call_global(0, _wake_one, waiter)
-                return True
-        else:
-            self._waker_due = True
+        waking = self._waking
+        if not waking:
             self._waking_hub = waiter.hub
             waiter.hub.schedule_call_global(0, self._wake_served)
-        self._waking.append(waiter)
+        elif waiter.hub is not self._waking_hub:
+            # A waiter of another OS thread's hub: it wakes on its own.
+            waiter.hub.schedule_call_global(0, _wake_one, waiter)
+            return True
+        waking.append(waiter)
         return True
 
     def _wake_served(self) -> None:
@@ -998,26 +985,23 @@ class BaseConnectionPool:
         again.  Waiters served meanwhile go to the next callback, so one
         turn of the hub never runs an unbounded chain of hand-offs.
         """
-        self._waker_due = False
         batch = self._waking
-        self._waking = deque()
-        while batch:
-            waiter = batch.popleft()
+        self._waking = []
+        for i, waiter in enumerate(batch):
             if waiter.woken:
-                continue  # woken directly by _wait(), or gave up waiting
+                continue  # gave up waiting after it was served
             waiter.woken = True
             try:
                 waiter.greenlet.switch()
             except BaseException:
                 # The hub reports it as it would a failed timer; the rest
                 # of the batch is still woken, in order.
-                rest = [w for w in batch if not w.woken]
+                rest = [w for w in batch[i + 1 :] if not w.woken]
                 if rest:
-                    if not self._waker_due:
-                        self._waker_due = True
+                    if not self._waking:
                         self._waking_hub = waiter.hub
                         waiter.hub.schedule_call_global(0, self._wake_served)
-                    self._waking.extendleft(reversed(rest))
+                    self._waking[:0] = rest
                 raise
 
     def _release_slot(self) -> None:
