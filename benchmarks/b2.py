@@ -82,7 +82,7 @@ METRICS = ("throughput", "wait_p50_ms", "wait_p99_ms", "wait_max_ms", "overtake_
 
 
 def run(candidates: list[Candidate], quick: bool) -> dict[str, Any]:
-    threads, cycles, rounds = (300, 30, 2) if quick else (1000, 100, 3)
+    threads, cycles, rounds = (300, 30, 2) if quick else (1000, 100, 5)
     driver = Driver("fake", fakedb)
     candidates = [c for c in candidates if c.blocking]
     errors: dict[str, str] = {}
