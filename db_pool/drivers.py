@@ -150,20 +150,6 @@ class Sqlite3Driver(Driver):
         return False
 
 
-def _psycopg_status(conn: Any) -> bool:
-    return conn.get_transaction_status() != 0  # 0: TRANSACTION_STATUS_IDLE
-
-
-def _psycopg_closed(conn: Any) -> bool:
-    """``closed`` of a psycopg2 connection, also behind a tpool.Proxy."""
-    try:
-        if conn.__class__ is _Proxy:
-            conn = conn._obj
-        return conn.closed != 0
-    except Exception:
-        return True
-
-
 #: SQLSTATEs (besides class 08) after which the server has ended the session.
 _PG_SESSION_ENDED = frozenset({"57P01", "57P02", "57P03"})
 
@@ -177,7 +163,8 @@ class Psycopg2Driver(Driver):
         try:
             if raw.closed:
                 return None
-            status = raw.info.transaction_status
+            # Straight from libpq: raw.info would build an object per call.
+            status = raw.get_transaction_status()
         except Exception:
             return None
         # 0 = idle; 1 active, 2 in transaction, 3 in error, 4 unknown.
@@ -188,17 +175,6 @@ class Psycopg2Driver(Driver):
             return bool(_unproxy(conn).closed)
         except Exception:
             return True
-
-    def status_getter(self, conn: Any) -> Callable[[Any], bool | None] | None:
-        if isinstance(conn, _Proxy) or not hasattr(conn, "get_transaction_status"):
-            return self.transaction_open
-        # A plain psycopg2 connection: ask libpq directly (no Python frame,
-        # no ConnectionInfo object) on every return.  Any status but idle,
-        # "unknown" (a closed connection) included, means "roll back".
-        return _psycopg_status
-
-    def closed_getter(self) -> Callable[[Any], bool] | None:
-        return _psycopg_closed
 
     def ping(self, conn: Any) -> None:
         raw = conn
