@@ -464,9 +464,8 @@ class BaseConnectionPool:
         self.free_items: deque[_Record] = deque()
         self._opening = 0
         self._waiters: deque[_Waiter] = deque()
-        # Waiters served but not yet switched to, and the hub that will.
+        # Waiters served but not yet switched to (all of one hub).
         self._waking: list[_Waiter] = []
-        self._waking_hub: Any = None
         self._closed = False
         self._leases: dict[Any, list[Any]] = {}
         self._in_use: set[_Record] | None = set() if leak_timeout else None
@@ -969,9 +968,8 @@ class BaseConnectionPool:
         # the cost of a hand-off.
         waking = self._waking
         if not waking:
-            self._waking_hub = waiter.hub
             waiter.hub.schedule_call_global(0, self._wake_served)
-        elif waiter.hub is not self._waking_hub:
+        elif waiter.hub is not waking[0].hub:
             # A waiter of another OS thread's hub: it wakes on its own.
             waiter.hub.schedule_call_global(0, _wake_one, waiter)
             return True
@@ -999,7 +997,6 @@ class BaseConnectionPool:
                 rest = [w for w in batch[i + 1 :] if not w.woken]
                 if rest:
                     if not self._waking:
-                        self._waking_hub = waiter.hub
                         waiter.hub.schedule_call_global(0, self._wake_served)
                     self._waking[:0] = rest
                 raise
