@@ -124,7 +124,16 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
             )
         },
         "quick": args.quick,
+        # Whether db_pool's get() and put() ran their C fast paths.
+        "db_pool_speedups": _db_pool_speedups(args),
     }
+
+
+def _db_pool_speedups(args: argparse.Namespace) -> bool | None:
+    if args.stand_in:
+        return None
+    module = load_db_pool()[0]
+    return None if module is None else bool(getattr(module, "SPEEDUPS", False))
 
 
 def log(message: str) -> None:
@@ -165,6 +174,15 @@ def main(argv: list[str] | None = None) -> int:
         f"load {env['loadavg'][0]:.2f}, hub {env['hub']}"
     )
     print("  " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()))
+    if env["db_pool_speedups"] is not None:
+        print(
+            "  db_pool get()/put(): "
+            + (
+                "C fast paths (db_pool._speedups)"
+                if env["db_pool_speedups"]
+                else "pure Python (extension not built, or DB_POOL_PURE_PYTHON=1)"
+            )
+        )
     print(
         "  one monkey-patched process; candidates alternate within rounds"
         " (B3: with their ceilings); medians"

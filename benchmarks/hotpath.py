@@ -16,6 +16,10 @@ on 10 slots), ``B4`` (relay with 100 waiters), ``B3pg`` and ``B3mariadb``
 (200 green threads, ``SELECT 1``; ``--config`` picks the B3 configuration,
 default ``db_pool_rb``).  Sampling adds a little overhead everywhere; read
 the shares, not absolute times.
+
+The C fast paths of get() and put() (db_pool._speedups) have no Python
+lines to sample: their time counts as the caller's.  Run with
+``DB_POOL_PURE_PYTHON=1`` to see the Python code they stand for.
 """
 
 from __future__ import annotations
@@ -154,6 +158,12 @@ def main() -> None:
 
     candidates, note = roster()
     pools = {c.key: c for c in candidates}
+    module = load_db_pool()[0]
+    if module is not None and getattr(module, "SPEEDUPS", False):
+        print(
+            "(get() and put() run their C fast paths, which the sampler cannot"
+            " see; DB_POOL_PURE_PYTHON=1 profiles the Python ones)"
+        )
     if DB_POOL not in pools:
         sys.exit(f"cannot profile: {note}")
     cand = pools[DB_POOL]

@@ -20,7 +20,7 @@ from .errors import (
     TooManyWaiters,
 )
 from .events import EVENTS
-from .pool import BaseConnectionPool, cleanup_rollback
+from .pool import SPEEDUPS, BaseConnectionPool, cleanup_rollback
 from .variants import ConnectionPool, RawConnectionPool, TpooledConnectionPool
 from .wrapper import GenericConnectionWrapper, PooledConnectionWrapper
 
@@ -44,6 +44,7 @@ __all__ = [
     "PoolWarning",
     "PooledConnectionWrapper",
     "RawConnectionPool",
+    "SPEEDUPS",
     "TooManyWaiters",
     "TpooledConnectionPool",
     "cleanup_rollback",

@@ -342,6 +342,28 @@ class BaseConnectionPool:
     :class:`ValueError` or :class:`TypeError` naming it.
     """
 
+    # What the fast paths of get() and put() touch lives in slots: the C
+    # versions of those paths (_speedups.c) find it at fixed offsets.
+    # Everything else is in the instance dict, as usual.
+    __slots__ = (
+        "free_items",
+        "_waiters",
+        "_spares",
+        "_checkouts",
+        "_checkout_hooks",
+        "_checkin_hooks",
+        "_max_uses",
+        "_is_closed",
+        "_hold_time_total",
+        "cleanup",
+        "reset_timeout",
+        "_resets",
+        "_resets_skipped",
+        "_idle_window",
+        "__dict__",
+        "__weakref__",
+    )
+
     #: The wrapper class handed to callers.
     wrapper_class = PooledConnectionWrapper
     #: "raw" or "tpool": how connections are opened and used.
@@ -2037,6 +2059,38 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _install_speedups() -> bool:
+    """Put the C fast paths of get() and put() in place, if they were built.
+
+    ``DB_POOL_PURE_PYTHON=1`` in the environment keeps the Python ones (the
+    test suite runs over both).
+    """
+    if os.environ.get("DB_POOL_PURE_PYTHON", "") not in ("", "0"):
+        return False
+    if _UNREFERENCED is None:
+        # Not CPython with a GIL: the C code's reference-count test of a
+        # returned wrapper would prove nothing there.
+        return False
+    try:
+        from . import _speedups  # type: ignore[attr-defined]
+    except ImportError:
+        return False
+    _speedups.install(
+        BaseConnectionPool,
+        _Record,
+        PooledConnectionWrapper,
+        globals(),
+        cleanup_rollback,
+        _MISSING,
+        _DEFAULT,
+    )
+    return True
+
+
+#: True when get() and put() run their fast paths in C (db_pool._speedups).
+SPEEDUPS = _install_speedups()
 
 
 def _format_site(code: Any) -> str:

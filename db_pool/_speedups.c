@@ -1,0 +1,891 @@
+/*
+ * db_pool._speedups: the fast paths of BaseConnectionPool.get() and put()
+ * in C.
+ *
+ * Only the common case runs here: on get(), a fresh idle connection and
+ * nobody in line; on put(), a connection of this pool that needs nothing
+ * special.  Every other case goes to the Python methods (kept on the class
+ * as _py_get and _py_put), before this code has changed any state, or to
+ * the same Python helpers that the Python fast paths call (_checkout_slow,
+ * _after_checkout, _reset, _reset_failed, _hand_off).  The logic is line for
+ * line that of the Python fast paths in pool.py; a change to one is a
+ * change to both, and the test suite runs over both (DB_POOL_PURE_PYTHON=1
+ * selects the Python code).
+ *
+ * Attributes are read and written through the slots that pool.py declares
+ * (BaseConnectionPool, _Record and PooledConnectionWrapper all have
+ * __slots__ for what is used here): their offsets are looked up once, from
+ * the classes' member descriptors, by install().
+ *
+ * The code never holds state across a call into Python: any call may switch
+ * green threads (a reset talks to the database), so everything is read
+ * again afterwards, as the Python code does.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <time.h>
+
+#if PY_VERSION_HEX < 0x030A0000
+static inline PyObject *
+Py_NewRef(PyObject *obj)
+{
+    Py_INCREF(obj);
+    return obj;
+}
+#endif
+
+#define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
+
+/* Store *value* (a new reference, stolen) in a slot; drop the old value. */
+static inline void
+slot_set(PyObject *obj, Py_ssize_t off, PyObject *value)
+{
+    PyObject *old = SLOT(obj, off);
+    SLOT(obj, off) = value;
+    Py_XDECREF(old);
+}
+
+typedef struct {
+    int installed;
+    PyTypeObject *pool_type;
+    PyTypeObject *record_type;
+    PyTypeObject *wrapper_type;
+    PyObject *py_get;           /* the Python get(), for every other case */
+    PyObject *py_put;           /* the Python put() */
+    PyObject *globals;          /* pool.py's globals (_fork_generation) */
+    PyObject *cleanup_rollback;
+    PyObject *missing;          /* put(cleanup=...) not given */
+    PyObject *default_;         /* get(timeout=...) not given */
+    PyObject *empty_tuple;
+    /* BaseConnectionPool slots */
+    Py_ssize_t p_free, p_waiters, p_spares, p_checkouts, p_out_hooks,
+        p_in_hooks, p_max_uses, p_is_closed, p_hold, p_cleanup,
+        p_reset_timeout, p_resets, p_resets_skipped, p_idle_window;
+    /* _Record slots */
+    Py_ssize_t r_conn, r_fresh_until, r_uses, r_checkout_at, r_pool, r_where,
+        r_last_used, r_expires_at, r_broken, r_generation, r_status,
+        r_suspect;
+    /* PooledConnectionWrapper slot */
+    Py_ssize_t w_record;
+} State;
+
+static State S;
+
+static PyObject *str_popleft, *str_append, *str_appendleft, *str_checkout_slow,
+    *str_after_checkout, *str_reset, *str_reset_failed, *str_hand_off,
+    *str_wrapper_class, *str_fork_generation, *str_rollback, *str_block,
+    *str_timeout, *str_cleanup, *str_conn, *str_monotonic, *str_discard_and_release,
+    *str_reset_failed_reason, *int_one;
+
+static PyObject *time_monotonic; /* only where clock_gettime is not time.monotonic */
+
+/* time.monotonic(), without the call. */
+static inline int
+monotonic(double *out)
+{
+#if defined(__linux__)
+    /* CPython's time.monotonic() on Linux: CLOCK_MONOTONIC, converted the
+     * same way (nanoseconds, then one division), so both give equal
+     * readings. */
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) == 0) {
+        long long ns = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+        *out = (double)ns / 1e9;
+        return 0;
+    }
+#endif
+    PyObject *r = PyObject_CallNoArgs(time_monotonic);
+    if (r == NULL)
+        return -1;
+    *out = PyFloat_AsDouble(r);
+    Py_DECREF(r);
+    return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static inline PyObject *
+call_method0(PyObject *obj, PyObject *name)
+{
+    return PyObject_VectorcallMethod(
+        name, &obj, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+static inline PyObject *
+call_method1(PyObject *obj, PyObject *name, PyObject *arg)
+{
+    PyObject *args[2] = {obj, arg};
+    return PyObject_VectorcallMethod(
+        name, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+static inline PyObject *
+call1(PyObject *func, PyObject *arg)
+{
+    PyObject *args[2] = {NULL, arg};
+    return PyObject_Vectorcall(
+        func, args + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+/* A slot's value, borrowed; NULL (with AttributeError) when unset. */
+static inline PyObject *
+slot_get(PyObject *obj, Py_ssize_t off, const char *name)
+{
+    PyObject *v = SLOT(obj, off);
+    if (v == NULL)
+        PyErr_Format(PyExc_AttributeError, "'%.100s' object has no attribute '%s'",
+                     Py_TYPE(obj)->tp_name, name);
+    return v;
+}
+
+static inline int
+as_double(PyObject *v, double *out)
+{
+    if (PyFloat_CheckExact(v)) {
+        *out = PyFloat_AS_DOUBLE(v);
+        return 0;
+    }
+    *out = PyFloat_AsDouble(v);
+    return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* Add *delta* to an int slot. */
+static inline int
+slot_incr(PyObject *obj, Py_ssize_t off, const char *name)
+{
+    PyObject *v = slot_get(obj, off, name);
+    if (v == NULL)
+        return -1;
+    PyObject *n = PyNumber_Add(v, int_one);
+    if (n == NULL)
+        return -1;
+    slot_set(obj, off, n);
+    return 0;
+}
+
+static inline int
+slot_set_double(PyObject *obj, Py_ssize_t off, double value)
+{
+    PyObject *f = PyFloat_FromDouble(value);
+    if (f == NULL)
+        return -1;
+    slot_set(obj, off, f);
+    return 0;
+}
+
+static inline int
+truthy(PyObject *v)
+{
+    if (v == Py_True)
+        return 1;
+    if (v == Py_False || v == Py_None)
+        return 0;
+    return PyObject_IsTrue(v);
+}
+
+/* Call the Python method *func* with self prepended to the arguments. */
+static PyObject *
+fall_back(PyObject *func, PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+          PyObject *kwnames)
+{
+    PyObject *bound = PyMethod_New(func, self);
+    if (bound == NULL)
+        return NULL;
+    PyObject *r = PyObject_Vectorcall(bound, args, nargs, kwnames);
+    Py_DECREF(bound);
+    return r;
+}
+
+/* ------------------------------------------------------------------ get */
+
+static PyObject *
+checkout_slow(PyObject *self, PyObject *block, PyObject *timeout, PyObject *rec,
+              double now)
+{
+    /* self._checkout_slow(block, timeout, 1, rec, now): depth 1 is our
+     * caller's frame, as this function has no Python frame of its own. */
+    PyObject *now_obj = Py_None, *r;
+    if (rec != Py_None) {
+        now_obj = PyFloat_FromDouble(now);
+        if (now_obj == NULL)
+            return NULL;
+    }
+    else {
+        Py_INCREF(now_obj);
+    }
+    PyObject *args[6] = {self, block, timeout, int_one, rec, now_obj};
+    r = PyObject_VectorcallMethod(str_checkout_slow, args,
+                                  6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(now_obj);
+    return r;
+}
+
+static PyObject *
+fast_get(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *block = Py_True, *timeout = S.default_;
+    Py_ssize_t i, nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+
+    if (nargs > 2)
+        return fall_back(S.py_get, self, args, nargs, kwnames);
+    if (nargs >= 1)
+        block = args[0];
+    if (nargs == 2)
+        timeout = args[1];
+    for (i = 0; i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        if (nargs < 1 && PyUnicode_Compare(name, str_block) == 0)
+            block = args[nargs + i];
+        else if (nargs < 2 && PyUnicode_Compare(name, str_timeout) == 0)
+            timeout = args[nargs + i];
+        else {
+            PyErr_Clear();
+            return fall_back(S.py_get, self, args, nargs, kwnames);
+        }
+    }
+
+    PyObject *free = slot_get(self, S.p_free, "free_items");
+    PyObject *waiters = slot_get(self, S.p_waiters, "_waiters");
+    if (free == NULL || waiters == NULL)
+        return NULL;
+    Py_ssize_t n = PyObject_Size(free);
+    if (n < 0)
+        return NULL;
+    if (n == 0)
+        return checkout_slow(self, block, timeout, Py_None, 0.0);
+    n = PyObject_Size(waiters);
+    if (n < 0)
+        return NULL;
+    if (n > 0)
+        return checkout_slow(self, block, timeout, Py_None, 0.0);
+
+    PyObject *rec = call_method0(free, str_popleft);
+    if (rec == NULL)
+        return NULL;
+    double now, fresh_until;
+    if (monotonic(&now) < 0)
+        goto restore;
+    if (Py_TYPE(rec) != S.record_type) {
+        /* Not ours to take apart: the Python code decides. */
+        PyObject *r = checkout_slow(self, block, timeout, rec, now);
+        Py_DECREF(rec);
+        return r;
+    }
+    if (as_double(SLOT(rec, S.r_fresh_until), &fresh_until) < 0)
+        goto restore;
+    if (!(now < fresh_until)) {
+        PyObject *r = checkout_slow(self, block, timeout, rec, now);
+        Py_DECREF(rec);
+        return r;
+    }
+
+    /* The fast path: a fresh idle connection and nobody in line. */
+    if (slot_incr(rec, S.r_uses, "uses") < 0)
+        goto restore;
+    if (slot_set_double(rec, S.r_checkout_at, now) < 0)
+        goto restore;
+    Py_INCREF(self);
+    slot_set(rec, S.r_pool, self);
+    if (slot_incr(self, S.p_checkouts, "_checkouts") < 0)
+        goto restore;
+    {
+        /* Where the caller checked it out (for leak reports): the calling
+         * Python frame, as this function has none of its own. */
+        PyFrameObject *frame = PyEval_GetFrame();
+        PyObject *code = frame ? (PyObject *)PyFrame_GetCode(frame) : Py_NewRef(Py_None);
+        slot_set(rec, S.r_where, code);
+    }
+
+    /* A returned wrapper that nobody else references any more saves making
+     * a new one: popped from the deque, our reference is its only one. */
+    PyObject *w = NULL;
+    PyObject *spares = SLOT(self, S.p_spares);
+    if (spares != NULL && spares != Py_None) {
+        n = PyObject_Size(spares);
+        if (n < 0)
+            goto restore;
+        if (n > 0) {
+            w = call_method0(spares, str_popleft);
+            if (w == NULL)
+                goto restore;
+            if (Py_REFCNT(w) != 1 || Py_TYPE(w) != S.wrapper_type ||
+                *(PyObject **)((char *)w + Py_TYPE(w)->tp_weaklistoffset) != NULL) {
+                /* still held: try it again later */
+                PyObject *r = call_method1(spares, str_append, w);
+                Py_DECREF(w);
+                w = NULL;
+                if (r == NULL)
+                    goto restore;
+                Py_DECREF(r);
+            }
+        }
+    }
+    if (w == NULL) {
+        PyObject *cls = PyObject_GetAttr(self, str_wrapper_class);
+        if (cls == NULL)
+            goto restore;
+        if (!PyType_Check(cls)) {
+            PyErr_Format(PyExc_TypeError, "wrapper_class must be a class, not %.100s",
+                         Py_TYPE(cls)->tp_name);
+            Py_DECREF(cls);
+            goto restore;
+        }
+        w = PyBaseObject_Type.tp_new((PyTypeObject *)cls, S.empty_tuple, NULL);
+        Py_DECREF(cls);
+        if (w == NULL)
+            goto restore;
+        if (!PyObject_TypeCheck(w, S.wrapper_type)) {
+            PyErr_SetString(PyExc_TypeError,
+                            "wrapper_class must be a PooledConnectionWrapper subclass");
+            Py_DECREF(w);
+            goto restore;
+        }
+    }
+    Py_INCREF(rec);
+    slot_set(w, S.w_record, rec);
+
+    PyObject *hooks = slot_get(self, S.p_out_hooks, "_checkout_hooks");
+    int on = hooks ? truthy(hooks) : -1;
+    if (on < 0) {
+        Py_DECREF(rec);
+        Py_DECREF(w);
+        return NULL;
+    }
+    if (on) {
+        PyObject *cargs[3] = {self, rec, int_one};
+        PyObject *r = PyObject_VectorcallMethod(str_after_checkout, cargs,
+                                                3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        if (r == NULL) {
+            Py_DECREF(rec);
+            Py_DECREF(w);
+            return NULL;
+        }
+        Py_DECREF(r);
+    }
+    Py_DECREF(rec);
+    return w;
+
+restore:
+    /* An error before the record was lent: it goes back to the pool. */
+    {
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb);
+        PyObject *r = call_method1(free, str_appendleft, rec);
+        Py_XDECREF(r);
+        Py_DECREF(rec);
+        if (r == NULL)
+            PyErr_Clear();
+        PyErr_Restore(et, ev, tb);
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ put */
+
+/* 1: the fast path applies; 0: it does not; -1: error. */
+static int
+checkin_is_plain(PyObject *self, PyObject *rec, double now)
+{
+    PyObject *v;
+    double expires_at;
+    int t;
+
+    if ((v = slot_get(self, S.p_in_hooks, "_checkin_hooks")) == NULL)
+        return -1;
+    if ((t = truthy(v)) != 0)
+        return t < 0 ? -1 : 0;
+    if ((v = slot_get(rec, S.r_expires_at, "expires_at")) == NULL ||
+        as_double(v, &expires_at) < 0)
+        return -1;
+    if (now >= expires_at)
+        return 0;
+    if ((v = slot_get(rec, S.r_broken, "broken")) == NULL)
+        return -1;
+    if ((t = truthy(v)) != 0)
+        return t < 0 ? -1 : 0;
+    PyObject *uses = slot_get(rec, S.r_uses, "uses");
+    PyObject *max_uses = slot_get(self, S.p_max_uses, "_max_uses");
+    if (uses == NULL || max_uses == NULL)
+        return -1;
+    if ((t = PyObject_RichCompareBool(uses, max_uses, Py_EQ)) != 0)
+        return t < 0 ? -1 : 0;
+    PyObject *gen = slot_get(rec, S.r_generation, "generation");
+    if (gen == NULL)
+        return -1;
+    PyObject *fork_gen = PyDict_GetItemWithError(S.globals, str_fork_generation);
+    if (fork_gen == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_RuntimeError, "db_pool.pool._fork_generation is gone");
+        return -1;
+    }
+    if (gen != fork_gen) {
+        if ((t = PyObject_RichCompareBool(gen, fork_gen, Py_NE)) != 0)
+            return t < 0 ? -1 : 0;
+    }
+    PyObject *is_closed = slot_get(self, S.p_is_closed, "_is_closed");
+    if (is_closed == NULL)
+        return -1;
+    if (is_closed != Py_None) {
+        PyObject *conn = slot_get(rec, S.r_conn, "conn");
+        if (conn == NULL)
+            return -1;
+        Py_INCREF(conn);
+        PyObject *r = call1(is_closed, conn);
+        Py_DECREF(conn);
+        if (r == NULL)
+            return -1;
+        t = truthy(r);
+        Py_DECREF(r);
+        if (t != 0)
+            return t < 0 ? -1 : 0;
+    }
+    return 1;
+}
+
+/* The reset raised: as the Python code's `except BaseException as exc:
+ * self._reset_failed(rec, cleanup, exc); if not an Exception: raise`.
+ * Returns 0 when the error was dealt with, -1 with an error set. */
+static int
+reset_failed(PyObject *self, PyObject *rec, PyObject *cleanup)
+{
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb);
+    PyErr_NormalizeException(&et, &ev, &tb);
+    if (tb != NULL)
+        PyException_SetTraceback(ev, tb);
+    int ordinary = PyObject_IsInstance(ev, PyExc_Exception);
+    if (ordinary < 0) {
+        PyErr_Clear();
+        ordinary = 0;
+    }
+    PyObject *args[4] = {self, rec, cleanup, ev};
+    PyObject *r = PyObject_VectorcallMethod(str_reset_failed, args,
+                                            4 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (r == NULL) {
+        /* A new error while handling the first: chain them, as Python does. */
+        PyObject *et2, *ev2, *tb2;
+        PyErr_Fetch(&et2, &ev2, &tb2);
+        PyErr_NormalizeException(&et2, &ev2, &tb2);
+        if (tb2 != NULL)
+            PyException_SetTraceback(ev2, tb2);
+        PyException_SetContext(ev2, ev); /* steals ev */
+        Py_DECREF(et);
+        Py_XDECREF(tb);
+        PyErr_Restore(et2, ev2, tb2);
+        return -1;
+    }
+    Py_DECREF(r);
+    if (!ordinary) {
+        PyErr_Restore(et, ev, tb);
+        return -1;
+    }
+    Py_DECREF(et);
+    Py_DECREF(ev);
+    Py_XDECREF(tb);
+    return 0;
+}
+
+static PyObject *
+fast_put(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *conn = NULL, *cleanup = S.missing;
+    Py_ssize_t i, nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+
+    if (nargs > 2)
+        goto python;
+    if (nargs >= 1)
+        conn = args[0];
+    if (nargs == 2)
+        cleanup = args[1];
+    for (i = 0; i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        if (nargs < 1 && PyUnicode_Compare(name, str_conn) == 0)
+            conn = args[nargs + i];
+        else if (nargs < 2 && PyUnicode_Compare(name, str_cleanup) == 0)
+            cleanup = args[nargs + i];
+        else {
+            PyErr_Clear();
+            goto python;
+        }
+    }
+    if (conn == NULL || !PyObject_TypeCheck(conn, S.wrapper_type))
+        goto python;
+    PyObject *rec = SLOT(conn, S.w_record);
+    if (rec == NULL || Py_TYPE(rec) != S.record_type || SLOT(rec, S.r_pool) != self)
+        goto python;
+
+    double now;
+    if (monotonic(&now) < 0)
+        return NULL;
+    Py_INCREF(rec);
+    int plain = checkin_is_plain(self, rec, now);
+    if (plain <= 0) {
+        Py_DECREF(rec);
+        if (plain < 0)
+            return NULL;
+        goto python;
+    }
+    /* _is_closed() may have switched green threads (a driver's own
+     * method): the wrapper must still be lent from this pool. */
+    if (SLOT(conn, S.w_record) != rec || SLOT(rec, S.r_pool) != self) {
+        Py_DECREF(rec);
+        goto python;
+    }
+
+    /* From here on the record is ours (we hold a reference). */
+    Py_INCREF(Py_None);
+    slot_set(conn, S.w_record, Py_None);
+    PyObject *spares = SLOT(self, S.p_spares);
+    if (spares != NULL && spares != Py_None) {
+        /* Kept for reuse; get() takes it only once nobody else holds it. */
+        PyObject *r = call_method1(spares, str_append, conn);
+        if (r == NULL)
+            goto error;
+        Py_DECREF(r);
+    }
+    double checkout_at, hold;
+    PyObject *v;
+    if (slot_set_double(rec, S.r_last_used, now) < 0)
+        goto error;
+    if ((v = slot_get(rec, S.r_checkout_at, "checkout_at")) == NULL ||
+        as_double(v, &checkout_at) < 0)
+        goto error;
+    if ((v = slot_get(self, S.p_hold, "_hold_time_total")) == NULL ||
+        as_double(v, &hold) < 0)
+        goto error;
+    if (slot_set_double(self, S.p_hold, hold + (now - checkout_at)) < 0)
+        goto error;
+
+    if (cleanup == S.missing) {
+        cleanup = slot_get(self, S.p_cleanup, "cleanup");
+        if (cleanup == NULL)
+            goto error;
+    }
+    Py_INCREF(cleanup);
+    if (cleanup != Py_None) {
+        PyObject *raw = slot_get(rec, S.r_conn, "conn");
+        PyObject *status = slot_get(rec, S.r_status, "status");
+        if (raw == NULL || status == NULL) {
+            Py_DECREF(cleanup);
+            goto error;
+        }
+        Py_INCREF(raw);
+        int skip = 0;
+        if (cleanup == S.cleanup_rollback && status != Py_None) {
+            PyObject *r = call1(status, raw);
+            if (r == NULL) {
+                Py_DECREF(raw);
+                Py_DECREF(cleanup);
+                goto error;
+            }
+            skip = (r == Py_False);
+            Py_DECREF(r);
+        }
+        if (skip) {
+            if (slot_incr(self, S.p_resets_skipped, "_resets_skipped") < 0) {
+                Py_DECREF(raw);
+                Py_DECREF(cleanup);
+                goto error;
+            }
+        }
+        else {
+            PyObject *r = NULL;
+            PyObject *reset_timeout;
+            if (slot_incr(self, S.p_resets, "_resets") < 0 ||
+                (reset_timeout = slot_get(self, S.p_reset_timeout, "reset_timeout")) ==
+                    NULL) {
+                Py_DECREF(raw);
+                Py_DECREF(cleanup);
+                goto error;
+            }
+            if (reset_timeout != Py_None) {
+                PyObject *rargs[3] = {self, cleanup, raw};
+                r = PyObject_VectorcallMethod(str_reset, rargs,
+                                              3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+            }
+            else if (cleanup == S.cleanup_rollback) {
+                r = call_method0(raw, str_rollback); /* the same, one call less */
+            }
+            else {
+                r = call1(cleanup, raw);
+            }
+            if (r == NULL) {
+                Py_DECREF(raw);
+                int failed = reset_failed(self, rec, cleanup);
+                Py_DECREF(cleanup);
+                Py_DECREF(rec);
+                if (failed < 0)
+                    return NULL;
+                Py_RETURN_NONE;
+            }
+            Py_DECREF(r);
+        }
+        Py_DECREF(raw);
+    }
+    Py_DECREF(cleanup);
+
+    {
+        double idle_window, expires_at, fresh_until = 0.0;
+        int suspect;
+        if ((v = slot_get(rec, S.r_suspect, "suspect")) == NULL ||
+            (suspect = truthy(v)) < 0)
+            goto error;
+        if (!suspect) {
+            if ((v = slot_get(self, S.p_idle_window, "_idle_window")) == NULL ||
+                as_double(v, &idle_window) < 0)
+                goto error;
+            if ((v = slot_get(rec, S.r_expires_at, "expires_at")) == NULL ||
+                as_double(v, &expires_at) < 0)
+                goto error;
+            fresh_until = now + idle_window;
+            if (!(fresh_until < expires_at))
+                fresh_until = expires_at;
+        }
+        if (slot_set_double(rec, S.r_fresh_until, fresh_until) < 0)
+            goto error;
+    }
+    Py_INCREF(Py_None);
+    slot_set(rec, S.r_pool, Py_None);
+
+    PyObject *waiters = slot_get(self, S.p_waiters, "_waiters");
+    if (waiters == NULL)
+        goto error;
+    Py_ssize_t n = PyObject_Size(waiters);
+    if (n < 0)
+        goto error;
+    PyObject *r;
+    if (n > 0) {
+        r = call_method1(self, str_hand_off, rec);
+    }
+    else {
+        PyObject *free = slot_get(self, S.p_free, "free_items");
+        r = free ? call_method1(free, str_appendleft, rec) : NULL;
+    }
+    Py_DECREF(rec);
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+
+error:
+    /* Out of memory or a broken invariant half-way through a return: the
+     * connection's state is unknown, so it is discarded and its slot given
+     * back; the error goes to the caller. */
+    {
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb);
+        PyObject *dargs[3] = {self, rec, str_reset_failed_reason};
+        PyObject *r = PyObject_VectorcallMethod(str_discard_and_release, dargs,
+                                                3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        Py_DECREF(rec);
+        if (r == NULL) {
+            Py_XDECREF(et);
+            Py_XDECREF(ev);
+            Py_XDECREF(tb);
+            return NULL;
+        }
+        Py_DECREF(r);
+        PyErr_Restore(et, ev, tb);
+        return NULL;
+    }
+
+python:
+    return fall_back(S.py_put, self, args, nargs, kwnames);
+}
+
+/* -------------------------------------------------------------- install */
+
+static PyMethodDef get_def = {
+    "get", (PyCFunction)(void (*)(void))fast_get, METH_FASTCALL | METH_KEYWORDS, NULL};
+static PyMethodDef put_def = {
+    "put", (PyCFunction)(void (*)(void))fast_put, METH_FASTCALL | METH_KEYWORDS, NULL};
+
+static int
+offset_of(PyTypeObject *cls, const char *name, Py_ssize_t *out)
+{
+    PyObject *d = PyObject_GetAttrString((PyObject *)cls, name);
+    if (d == NULL)
+        return -1;
+    if (Py_TYPE(d) != &PyMemberDescr_Type) {
+        PyErr_Format(PyExc_TypeError, "%.100s.%s is not a slot", cls->tp_name, name);
+        Py_DECREF(d);
+        return -1;
+    }
+    PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+    if (m->type != T_OBJECT_EX || (m->flags & READONLY)) {
+        PyErr_Format(PyExc_TypeError, "%.100s.%s is not a writable object slot",
+                     cls->tp_name, name);
+        Py_DECREF(d);
+        return -1;
+    }
+    *out = m->offset;
+    Py_DECREF(d);
+    return 0;
+}
+
+static char *
+copy_doc(PyObject *func, const char *fallback)
+{
+    PyObject *doc = PyObject_GetAttrString(func, "__doc__");
+    const char *text = NULL;
+    if (doc != NULL && PyUnicode_Check(doc))
+        text = PyUnicode_AsUTF8(doc);
+    if (text == NULL) {
+        PyErr_Clear();
+        text = fallback;
+    }
+    char *copy = PyMem_RawMalloc(strlen(text) + 1);
+    if (copy != NULL)
+        strcpy(copy, text);
+    Py_XDECREF(doc);
+    return copy;
+}
+
+static PyObject *
+install(PyObject *module, PyObject *args)
+{
+    PyObject *pool_type, *record_type, *wrapper_type, *globals, *cleanup_rollback,
+        *missing, *default_;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!OOO:install", &PyType_Type, &pool_type,
+                          &PyType_Type, &record_type, &PyType_Type, &wrapper_type,
+                          &PyDict_Type, &globals, &cleanup_rollback, &missing,
+                          &default_))
+        return NULL;
+    if (S.installed) {
+        PyErr_SetString(PyExc_RuntimeError, "db_pool._speedups is already installed");
+        return NULL;
+    }
+    PyTypeObject *P = (PyTypeObject *)pool_type, *R = (PyTypeObject *)record_type,
+                 *W = (PyTypeObject *)wrapper_type;
+    if (W->tp_weaklistoffset <= 0) {
+        PyErr_SetString(PyExc_TypeError, "the wrapper class must support weak references");
+        return NULL;
+    }
+    State s = {0};
+#define OFF(cls, field, name)                  \
+    if (offset_of(cls, name, &s.field) < 0) \
+        return NULL;
+    OFF(P, p_free, "free_items");
+    OFF(P, p_waiters, "_waiters");
+    OFF(P, p_spares, "_spares");
+    OFF(P, p_checkouts, "_checkouts");
+    OFF(P, p_out_hooks, "_checkout_hooks");
+    OFF(P, p_in_hooks, "_checkin_hooks");
+    OFF(P, p_max_uses, "_max_uses");
+    OFF(P, p_is_closed, "_is_closed");
+    OFF(P, p_hold, "_hold_time_total");
+    OFF(P, p_cleanup, "cleanup");
+    OFF(P, p_reset_timeout, "reset_timeout");
+    OFF(P, p_resets, "_resets");
+    OFF(P, p_resets_skipped, "_resets_skipped");
+    OFF(P, p_idle_window, "_idle_window");
+    OFF(R, r_conn, "conn");
+    OFF(R, r_fresh_until, "fresh_until");
+    OFF(R, r_uses, "uses");
+    OFF(R, r_checkout_at, "checkout_at");
+    OFF(R, r_pool, "pool");
+    OFF(R, r_where, "where");
+    OFF(R, r_last_used, "last_used");
+    OFF(R, r_expires_at, "expires_at");
+    OFF(R, r_broken, "broken");
+    OFF(R, r_generation, "generation");
+    OFF(R, r_status, "status");
+    OFF(R, r_suspect, "suspect");
+    OFF(W, w_record, "_record");
+#undef OFF
+    PyObject *py_get = PyObject_GetAttrString(pool_type, "get");
+    PyObject *py_put = py_get ? PyObject_GetAttrString(pool_type, "put") : NULL;
+    if (py_put == NULL) {
+        Py_XDECREF(py_get);
+        return NULL;
+    }
+    if (!PyFunction_Check(py_get) || !PyFunction_Check(py_put)) {
+        PyErr_SetString(PyExc_TypeError, "get and put must be Python functions");
+        Py_DECREF(py_get);
+        Py_DECREF(py_put);
+        return NULL;
+    }
+    get_def.ml_doc = copy_doc(py_get, "Check out a connection.");
+    put_def.ml_doc = copy_doc(py_put, "Return a connection to the pool.");
+    PyObject *get = PyDescr_NewMethod(P, &get_def);
+    PyObject *put = get ? PyDescr_NewMethod(P, &put_def) : NULL;
+    if (put == NULL || PyObject_SetAttrString(pool_type, "_py_get", py_get) < 0 ||
+        PyObject_SetAttrString(pool_type, "_py_put", py_put) < 0 ||
+        PyObject_SetAttrString(pool_type, "get", get) < 0 ||
+        PyObject_SetAttrString(pool_type, "put", put) < 0) {
+        Py_XDECREF(get);
+        Py_XDECREF(put);
+        Py_DECREF(py_get);
+        Py_DECREF(py_put);
+        return NULL;
+    }
+    Py_DECREF(get);
+    Py_DECREF(put);
+    s.installed = 1;
+    s.pool_type = (PyTypeObject *)Py_NewRef(pool_type);
+    s.record_type = (PyTypeObject *)Py_NewRef(record_type);
+    s.wrapper_type = (PyTypeObject *)Py_NewRef(wrapper_type);
+    s.py_get = py_get;
+    s.py_put = py_put;
+    s.globals = Py_NewRef(globals);
+    s.cleanup_rollback = Py_NewRef(cleanup_rollback);
+    s.missing = Py_NewRef(missing);
+    s.default_ = Py_NewRef(default_);
+    s.empty_tuple = PyTuple_New(0);
+    if (s.empty_tuple == NULL)
+        return NULL;
+    S = s;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"install", install, METH_VARARGS,
+     "install(pool_class, record_class, wrapper_class, pool_globals, "
+     "cleanup_rollback, missing, default)\n\n"
+     "Replace pool_class.get and .put by their C fast paths (the Python ones "
+     "stay as _py_get and _py_put)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "db_pool._speedups",
+    "The fast paths of db_pool's get() and put() in C (see pool.py).", -1,
+    module_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+#define INTERN(var, text)                            \
+    if ((var = PyUnicode_InternFromString(text)) == NULL) \
+        return NULL;
+    INTERN(str_popleft, "popleft");
+    INTERN(str_append, "append");
+    INTERN(str_appendleft, "appendleft");
+    INTERN(str_checkout_slow, "_checkout_slow");
+    INTERN(str_after_checkout, "_after_checkout");
+    INTERN(str_reset, "_reset");
+    INTERN(str_reset_failed, "_reset_failed");
+    INTERN(str_hand_off, "_hand_off");
+    INTERN(str_wrapper_class, "wrapper_class");
+    INTERN(str_fork_generation, "_fork_generation");
+    INTERN(str_rollback, "rollback");
+    INTERN(str_block, "block");
+    INTERN(str_timeout, "timeout");
+    INTERN(str_cleanup, "cleanup");
+    INTERN(str_conn, "conn");
+    INTERN(str_monotonic, "monotonic");
+    INTERN(str_discard_and_release, "_discard_and_release");
+    INTERN(str_reset_failed_reason, "reset_failed");
+    if ((int_one = PyLong_FromLong(1)) == NULL)
+        return NULL;
+#undef INTERN
+    PyObject *time = PyImport_ImportModule("time");
+    if (time == NULL)
+        return NULL;
+    time_monotonic = PyObject_GetAttr(time, str_monotonic);
+    Py_DECREF(time);
+    if (time_monotonic == NULL)
+        return NULL;
+    return PyModule_Create(&module_def);
+}
