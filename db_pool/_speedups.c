@@ -52,6 +52,7 @@ typedef struct {
     PyTypeObject *pool_type;
     PyTypeObject *record_type;
     PyTypeObject *wrapper_type;
+    PyTypeObject *waiter_type;
     PyObject *py_get;           /* the Python get(), for every other case */
     PyObject *py_put;           /* the Python put() */
     PyObject *globals;          /* pool.py's globals (_fork_generation) */
@@ -59,10 +60,18 @@ typedef struct {
     PyObject *missing;          /* put(cleanup=...) not given */
     PyObject *default_;         /* get(timeout=...) not given */
     PyObject *empty_tuple;
+    PyObject *empty;            /* a waiter not yet served */
+    PyObject *wait_buckets;     /* WAIT_BUCKETS: a tuple of floats */
+    PyObject *wake_one;         /* _wake_one */
+    PyObject *get_hub;
+    PyObject *getcurrent;
     /* BaseConnectionPool slots */
     Py_ssize_t p_free, p_waiters, p_spares, p_checkouts, p_out_hooks,
         p_in_hooks, p_max_uses, p_is_closed, p_hold, p_cleanup,
-        p_reset_timeout, p_resets, p_resets_skipped, p_idle_window;
+        p_reset_timeout, p_resets, p_resets_skipped, p_idle_window, p_closed,
+        p_waking, p_waits, p_wait_time_total, p_wait_time_max, p_wait_buckets;
+    /* _Waiter slots */
+    Py_ssize_t q_greenlet, q_value, q_hub, q_woken;
     /* _Record slots */
     Py_ssize_t r_conn, r_fresh_until, r_uses, r_checkout_at, r_pool, r_where,
         r_last_used, r_expires_at, r_broken, r_generation, r_status,
@@ -77,7 +86,10 @@ static PyObject *str_popleft, *str_append, *str_appendleft, *str_checkout_slow,
     *str_after_checkout, *str_reset, *str_reset_failed, *str_hand_off,
     *str_wrapper_class, *str_fork_generation, *str_rollback, *str_block,
     *str_timeout, *str_cleanup, *str_conn, *str_monotonic, *str_discard_and_release,
-    *str_reset_failed_reason, *int_one;
+    *str_reset_failed_reason, *int_one, *str_switch, *str_schedule_call_global,
+    *str_wake_served, *str_abandon_wait, *str_finish_checkout, *str_pool_timeout,
+    *str_current_size, *str_max_size, *str_max_waiting, *str_listeners,
+    *str_pool_at_max, *float_zero, *str_return_record;
 
 static PyObject *time_monotonic; /* only where clock_gettime is not time.monotonic */
 
@@ -198,6 +210,336 @@ fall_back(PyObject *func, PyObject *self, PyObject *const *args, Py_ssize_t narg
 
 /* ------------------------------------------------------------------ get */
 
+/* A new wrapper of the pool's wrapper_class (a new reference). */
+static PyObject *
+new_wrapper(PyObject *self)
+{
+    PyObject *cls = PyObject_GetAttr(self, str_wrapper_class);
+    if (cls == NULL)
+        return NULL;
+    if (!PyType_Check(cls)) {
+        PyErr_Format(PyExc_TypeError, "wrapper_class must be a class, not %.100s",
+                     Py_TYPE(cls)->tp_name);
+        Py_DECREF(cls);
+        return NULL;
+    }
+    PyObject *w = PyBaseObject_Type.tp_new((PyTypeObject *)cls, S.empty_tuple, NULL);
+    Py_DECREF(cls);
+    if (w != NULL && !PyObject_TypeCheck(w, S.wrapper_type)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "wrapper_class must be a PooledConnectionWrapper subclass");
+        Py_CLEAR(w);
+    }
+    return w;
+}
+
+/* Lend *rec* (borrowed; fresh, its slot held) to the caller: the end of
+ * every checkout that the C code completes, as the Python code's.  With
+ * *use_spares*, a returned wrapper that nobody references any more is
+ * reused.  rec.pool is set to the pool first; on an error before that, the
+ * record is not lent (the caller puts it back). */
+static PyObject *
+lend(PyObject *self, PyObject *rec, double now, int use_spares)
+{
+    if (slot_incr(rec, S.r_uses, "uses") < 0)
+        return NULL;
+    PyObject *now_obj = PyFloat_FromDouble(now);
+    if (now_obj == NULL)
+        return NULL;
+    slot_set(rec, S.r_checkout_at, now_obj);
+    Py_INCREF(self);
+    slot_set(rec, S.r_pool, self);
+    if (slot_incr(self, S.p_checkouts, "_checkouts") < 0)
+        goto not_lent;
+    {
+        /* Where the caller checked it out (for leak reports): the calling
+         * Python frame, as this code has none of its own. */
+        PyFrameObject *frame = PyEval_GetFrame();
+        PyObject *code = frame ? (PyObject *)PyFrame_GetCode(frame) : Py_NewRef(Py_None);
+        slot_set(rec, S.r_where, code);
+    }
+
+    /* A returned wrapper that nobody else references any more saves making
+     * a new one: popped from the deque, our reference is its only one. */
+    PyObject *w = NULL;
+    PyObject *spares = SLOT(self, S.p_spares);
+    if (use_spares && spares != NULL && spares != Py_None) {
+        Py_ssize_t n = PyObject_Size(spares);
+        if (n < 0)
+            goto not_lent;
+        if (n > 0) {
+            w = call_method0(spares, str_popleft);
+            if (w == NULL)
+                goto not_lent;
+            if (Py_REFCNT(w) != 1 || Py_TYPE(w) != S.wrapper_type ||
+                *(PyObject **)((char *)w + Py_TYPE(w)->tp_weaklistoffset) != NULL) {
+                /* still held: try it again later */
+                PyObject *r = call_method1(spares, str_append, w);
+                Py_DECREF(w);
+                w = NULL;
+                if (r == NULL)
+                    goto not_lent;
+                Py_DECREF(r);
+            }
+        }
+    }
+    if (w == NULL && (w = new_wrapper(self)) == NULL)
+        goto not_lent;
+    Py_INCREF(rec);
+    slot_set(w, S.w_record, rec);
+    /* Lent: from here on, a wrapper dropped on an error gives the slot
+     * back through its finalizer, as in the Python code. */
+
+    PyObject *hooks = slot_get(self, S.p_out_hooks, "_checkout_hooks");
+    int on = hooks ? truthy(hooks) : -1;
+    if (on < 0) {
+        Py_DECREF(w);
+        return NULL;
+    }
+    if (on) {
+        PyObject *cargs[3] = {self, rec, int_one};
+        PyObject *r = PyObject_VectorcallMethod(str_after_checkout, cargs,
+                                                3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        if (r == NULL) {
+            Py_DECREF(w);
+            return NULL;
+        }
+        Py_DECREF(r);
+    }
+    return w;
+
+not_lent:
+    /* The caller still holds the record and gives it back. */
+    Py_INCREF(Py_None);
+    slot_set(rec, S.r_pool, Py_None);
+    return NULL;
+}
+
+/* Returned by wait_in_line() when the Python code must take over. */
+static PyObject not_handled_object;
+#define NOT_HANDLED (&not_handled_object)
+
+/* The interrupted waiter leaves the line (or passes on what it was served):
+ * self._abandon_wait(waiter), with the interruption raised again. */
+static PyObject *
+abandon_wait(PyObject *self, PyObject *waiter)
+{
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb);
+    PyObject *r = call_method1(self, str_abandon_wait, waiter);
+    if (r == NULL) {
+        PyObject *et2, *ev2, *tb2;
+        PyErr_Fetch(&et2, &ev2, &tb2);
+        PyErr_NormalizeException(&et2, &ev2, &tb2);
+        if (tb2 != NULL)
+            PyException_SetTraceback(ev2, tb2);
+        PyErr_NormalizeException(&et, &ev, &tb);
+        if (tb != NULL)
+            PyException_SetTraceback(ev, tb);
+        PyException_SetContext(ev2, ev); /* steals ev */
+        Py_DECREF(et);
+        Py_XDECREF(tb);
+        PyErr_Restore(et2, ev2, tb2);
+        return NULL;
+    }
+    Py_DECREF(r);
+    PyErr_Restore(et, ev, tb);
+    return NULL;
+}
+
+/* Add one wait of *wait* seconds to the pool's statistics. */
+static int
+count_wait(PyObject *self, double wait)
+{
+    PyObject *v;
+    double total, longest;
+    if (slot_incr(self, S.p_waits, "_waits") < 0)
+        return -1;
+    if ((v = slot_get(self, S.p_wait_time_total, "_wait_time_total")) == NULL ||
+        as_double(v, &total) < 0 || slot_set_double(self, S.p_wait_time_total, total + wait) < 0)
+        return -1;
+    if ((v = slot_get(self, S.p_wait_time_max, "_wait_time_max")) == NULL ||
+        as_double(v, &longest) < 0)
+        return -1;
+    if (wait > longest && slot_set_double(self, S.p_wait_time_max, wait) < 0)
+        return -1;
+    /* bisect_left(WAIT_BUCKETS, wait) */
+    Py_ssize_t i, n = PyTuple_GET_SIZE(S.wait_buckets);
+    for (i = 0; i < n; i++) {
+        if (PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(S.wait_buckets, i)) >= wait)
+            break;
+    }
+    PyObject *buckets = slot_get(self, S.p_wait_buckets, "_wait_buckets");
+    if (buckets == NULL)
+        return -1;
+    if (!PyList_CheckExact(buckets) || PyList_GET_SIZE(buckets) != n + 1) {
+        PyErr_SetString(PyExc_RuntimeError, "the pool's wait histogram is damaged");
+        return -1;
+    }
+    PyObject *count = PyNumber_Add(PyList_GET_ITEM(buckets, i), int_one);
+    if (count == NULL)
+        return -1;
+    return PyList_SetItem(buckets, i, count); /* steals count */
+}
+
+/* get() with every connection in use: wait in line, first come first
+ * served, as _checkout_slow() and _wait() do, for the common case only:
+ * blocking, no deadline, no limit on the line reached, no listener for
+ * "pool_at_max".  Anything else returns NOT_HANDLED before touching any
+ * state; so does a connection handed over that needs a check (the Python
+ * code finishes the checkout then). */
+static PyObject *
+wait_in_line(PyObject *self, PyObject *block, PyObject *timeout, PyObject *waiters,
+             Py_ssize_t n_waiters)
+{
+    PyObject *v;
+    int t;
+
+    if ((t = truthy(block)) <= 0)
+        return t < 0 ? NULL : NOT_HANDLED;
+    if (timeout != Py_None) {
+        if (timeout != S.default_)
+            return NOT_HANDLED;
+        if ((v = PyObject_GetAttr(self, str_pool_timeout)) == NULL)
+            return NULL;
+        Py_DECREF(v);
+        if (v != Py_None)
+            return NOT_HANDLED;
+    }
+    if ((v = slot_get(self, S.p_closed, "_closed")) == NULL)
+        return NULL;
+    if ((t = truthy(v)) != 0)
+        return t < 0 ? NULL : NOT_HANDLED;
+    if (n_waiters == 0) {
+        /* Nobody in line and nothing free: wait only if there is no room
+         * to open a connection. */
+        PyObject *size = PyObject_GetAttr(self, str_current_size);
+        PyObject *max_size = size ? PyObject_GetAttr(self, str_max_size) : NULL;
+        t = max_size ? PyObject_RichCompareBool(size, max_size, Py_LT) : -1;
+        Py_XDECREF(size);
+        Py_XDECREF(max_size);
+        if (t != 0)
+            return t < 0 ? NULL : NOT_HANDLED;
+    }
+    if ((v = PyObject_GetAttr(self, str_max_waiting)) == NULL)
+        return NULL;
+    if (v != Py_None) {
+        PyObject *n = PyLong_FromSsize_t(n_waiters);
+        t = n ? PyObject_RichCompareBool(n, v, Py_GE) : -1;
+        Py_XDECREF(n);
+        if (t != 0) {
+            Py_DECREF(v);
+            return t < 0 ? NULL : NOT_HANDLED;
+        }
+    }
+    Py_DECREF(v);
+    if ((v = PyObject_GetAttr(self, str_listeners)) == NULL)
+        return NULL;
+    PyObject *at_max = PyObject_GetAttr(v, str_pool_at_max);
+    Py_DECREF(v);
+    if (at_max == NULL)
+        return NULL;
+    t = truthy(at_max);
+    Py_DECREF(at_max);
+    if (t != 0)
+        return t < 0 ? NULL : NOT_HANDLED;
+
+    double start;
+    if (monotonic(&start) < 0)
+        return NULL;
+    PyObject *hub = PyObject_CallNoArgs(S.get_hub);
+    if (hub == NULL)
+        return NULL;
+    PyObject *me = PyObject_CallNoArgs(S.getcurrent);
+    if (me == NULL) {
+        Py_DECREF(hub);
+        return NULL;
+    }
+    PyObject *waiter = PyBaseObject_Type.tp_new(S.waiter_type, S.empty_tuple, NULL);
+    if (waiter == NULL) {
+        Py_DECREF(hub);
+        Py_DECREF(me);
+        return NULL;
+    }
+    slot_set(waiter, S.q_greenlet, me);
+    slot_set(waiter, S.q_value, Py_NewRef(S.empty));
+    slot_set(waiter, S.q_hub, hub); /* the waiter owns it now */
+    slot_set(waiter, S.q_woken, Py_NewRef(Py_False));
+    PyObject *r = call_method1(waiters, str_append, waiter);
+    if (r == NULL) {
+        Py_DECREF(waiter);
+        return NULL;
+    }
+    Py_DECREF(r);
+
+    /* Yield point: sleep until _hand_off() gives us a slot. */
+    while (SLOT(waiter, S.q_value) == S.empty) {
+        r = call_method0(SLOT(waiter, S.q_hub), str_switch);
+        if (r == NULL) {
+            abandon_wait(self, waiter);
+            Py_DECREF(waiter);
+            return NULL;
+        }
+        Py_DECREF(r);
+    }
+    PyObject *value = Py_NewRef(SLOT(waiter, S.q_value));
+    Py_DECREF(waiter);
+
+    double now, fresh_until;
+    if (Py_TYPE(value) == S.record_type) {
+        if (monotonic(&now) < 0 ||
+            as_double(SLOT(value, S.r_fresh_until), &fresh_until) < 0)
+            goto finish_in_python;
+        if (now < fresh_until) {
+            /* Handed over fresh (the usual case): nothing to check. */
+            if (count_wait(self, now - start) < 0)
+                goto finish_in_python;
+            /* After a wait the spares are still held, nearly always, by
+             * the callers that returned them (and now wait in line). */
+            PyObject *w = lend(self, value, now, 0);
+            if (w == NULL && SLOT(value, S.r_pool) != self)
+                goto finish_in_python;
+            Py_DECREF(value);
+            return w;
+        }
+    }
+finish_in_python:
+    /* A slot with no connection, a connection to check, the pool closed,
+     * or an error above (raised from there, with the slot given back). */
+    {
+        PyObject *et = NULL, *ev = NULL, *tb = NULL;
+        if (PyErr_Occurred())
+            PyErr_Fetch(&et, &ev, &tb);
+        PyObject *start_obj = PyFloat_FromDouble(start);
+        if (start_obj == NULL) {
+            Py_XDECREF(et);
+            Py_XDECREF(ev);
+            Py_XDECREF(tb);
+            Py_DECREF(value);
+            return NULL;
+        }
+        PyObject *fargs[6] = {self, value, start_obj, Py_None, Py_True, int_one};
+        if (et != NULL) {
+            /* Not lent: the connection goes back, then the error is raised. */
+            r = Py_TYPE(value) == S.record_type
+                    ? call_method1(self, str_return_record, value)
+                    : NULL;
+            Py_XDECREF(r);
+            if (r == NULL)
+                PyErr_Clear();
+            PyErr_Restore(et, ev, tb);
+            r = NULL;
+        }
+        else {
+            r = PyObject_VectorcallMethod(str_finish_checkout, fargs,
+                                          6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        }
+        Py_DECREF(start_obj);
+        Py_DECREF(value);
+        return r;
+    }
+}
+
 static PyObject *
 checkout_slow(PyObject *self, PyObject *block, PyObject *timeout, PyObject *rec,
               double now)
@@ -234,9 +576,10 @@ fast_get(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
         timeout = args[1];
     for (i = 0; i < nkw; i++) {
         PyObject *name = PyTuple_GET_ITEM(kwnames, i);
-        if (nargs < 1 && PyUnicode_Compare(name, str_block) == 0)
+        if (nargs < 1 && (name == str_block || PyUnicode_Compare(name, str_block) == 0))
             block = args[nargs + i];
-        else if (nargs < 2 && PyUnicode_Compare(name, str_timeout) == 0)
+        else if (nargs < 2 &&
+                 (name == str_timeout || PyUnicode_Compare(name, str_timeout) == 0))
             timeout = args[nargs + i];
         else {
             PyErr_Clear();
@@ -248,16 +591,18 @@ fast_get(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
     PyObject *waiters = slot_get(self, S.p_waiters, "_waiters");
     if (free == NULL || waiters == NULL)
         return NULL;
-    Py_ssize_t n = PyObject_Size(free);
-    if (n < 0)
+    Py_ssize_t n_free = PyObject_Size(free);
+    if (n_free < 0)
         return NULL;
-    if (n == 0)
-        return checkout_slow(self, block, timeout, Py_None, 0.0);
-    n = PyObject_Size(waiters);
-    if (n < 0)
+    Py_ssize_t n_waiters = PyObject_Size(waiters);
+    if (n_waiters < 0)
         return NULL;
-    if (n > 0)
+    if (n_free == 0 || n_waiters > 0) {
+        PyObject *r = wait_in_line(self, block, timeout, waiters, n_waiters);
+        if (r != NOT_HANDLED)
+            return r;
         return checkout_slow(self, block, timeout, Py_None, 0.0);
+    }
 
     PyObject *rec = call_method0(free, str_popleft);
     if (rec == NULL)
@@ -280,97 +625,20 @@ fast_get(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
     }
 
     /* The fast path: a fresh idle connection and nobody in line. */
-    if (slot_incr(rec, S.r_uses, "uses") < 0)
-        goto restore;
-    if (slot_set_double(rec, S.r_checkout_at, now) < 0)
-        goto restore;
-    Py_INCREF(self);
-    slot_set(rec, S.r_pool, self);
-    if (slot_incr(self, S.p_checkouts, "_checkouts") < 0)
-        goto restore;
-    {
-        /* Where the caller checked it out (for leak reports): the calling
-         * Python frame, as this function has none of its own. */
-        PyFrameObject *frame = PyEval_GetFrame();
-        PyObject *code = frame ? (PyObject *)PyFrame_GetCode(frame) : Py_NewRef(Py_None);
-        slot_set(rec, S.r_where, code);
-    }
-
-    /* A returned wrapper that nobody else references any more saves making
-     * a new one: popped from the deque, our reference is its only one. */
-    PyObject *w = NULL;
-    PyObject *spares = SLOT(self, S.p_spares);
-    if (spares != NULL && spares != Py_None) {
-        n = PyObject_Size(spares);
-        if (n < 0)
-            goto restore;
-        if (n > 0) {
-            w = call_method0(spares, str_popleft);
-            if (w == NULL)
-                goto restore;
-            if (Py_REFCNT(w) != 1 || Py_TYPE(w) != S.wrapper_type ||
-                *(PyObject **)((char *)w + Py_TYPE(w)->tp_weaklistoffset) != NULL) {
-                /* still held: try it again later */
-                PyObject *r = call_method1(spares, str_append, w);
-                Py_DECREF(w);
-                w = NULL;
-                if (r == NULL)
-                    goto restore;
-                Py_DECREF(r);
-            }
-        }
-    }
-    if (w == NULL) {
-        PyObject *cls = PyObject_GetAttr(self, str_wrapper_class);
-        if (cls == NULL)
-            goto restore;
-        if (!PyType_Check(cls)) {
-            PyErr_Format(PyExc_TypeError, "wrapper_class must be a class, not %.100s",
-                         Py_TYPE(cls)->tp_name);
-            Py_DECREF(cls);
-            goto restore;
-        }
-        w = PyBaseObject_Type.tp_new((PyTypeObject *)cls, S.empty_tuple, NULL);
-        Py_DECREF(cls);
-        if (w == NULL)
-            goto restore;
-        if (!PyObject_TypeCheck(w, S.wrapper_type)) {
-            PyErr_SetString(PyExc_TypeError,
-                            "wrapper_class must be a PooledConnectionWrapper subclass");
-            Py_DECREF(w);
-            goto restore;
-        }
-    }
-    Py_INCREF(rec);
-    slot_set(w, S.w_record, rec);
-
-    PyObject *hooks = slot_get(self, S.p_out_hooks, "_checkout_hooks");
-    int on = hooks ? truthy(hooks) : -1;
-    if (on < 0) {
-        Py_DECREF(rec);
-        Py_DECREF(w);
-        return NULL;
-    }
-    if (on) {
-        PyObject *cargs[3] = {self, rec, int_one};
-        PyObject *r = PyObject_VectorcallMethod(str_after_checkout, cargs,
-                                                3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-        if (r == NULL) {
-            Py_DECREF(rec);
-            Py_DECREF(w);
-            return NULL;
-        }
-        Py_DECREF(r);
-    }
+    PyObject *w = lend(self, rec, now, 1);
+    if (w == NULL && SLOT(rec, S.r_pool) != self)
+        goto restore; /* failed before it was lent */
     Py_DECREF(rec);
     return w;
 
 restore:
     /* An error before the record was lent: it goes back to the pool. */
     {
-        PyObject *et, *ev, *tb;
+        PyObject *et, *ev, *tb, *r = NULL;
         PyErr_Fetch(&et, &ev, &tb);
-        PyObject *r = call_method1(free, str_appendleft, rec);
+        free = SLOT(self, S.p_free); /* read again: Python code may have run */
+        if (free != NULL)
+            r = call_method1(free, str_appendleft, rec);
         Py_XDECREF(r);
         Py_DECREF(rec);
         if (r == NULL)
@@ -378,6 +646,78 @@ restore:
         PyErr_Restore(et, ev, tb);
     }
     return NULL;
+}
+
+/* ------------------------------------------------------------- hand-off */
+
+/* _hand_off(value): give *value* (a record, or None for a bare slot) to the
+ * longest waiter; False when nobody waits.  As the Python method: waiters
+ * served before the hub runs again are woken by one hub callback
+ * (_wake_served), in the order served. */
+static PyObject *
+fast_hand_off(PyObject *self, PyObject *value)
+{
+    PyObject *waiters = slot_get(self, S.p_waiters, "_waiters");
+    if (waiters == NULL)
+        return NULL;
+    Py_ssize_t n = PyObject_Size(waiters);
+    if (n < 0)
+        return NULL;
+    if (n == 0)
+        Py_RETURN_FALSE;
+    PyObject *waiter = call_method0(waiters, str_popleft);
+    if (waiter == NULL)
+        return NULL;
+    if (Py_TYPE(waiter) != S.waiter_type) {
+        PyErr_Format(PyExc_TypeError, "not a waiter in the line: %.100s",
+                     Py_TYPE(waiter)->tp_name);
+        Py_DECREF(waiter);
+        return NULL;
+    }
+    Py_INCREF(value);
+    slot_set(waiter, S.q_value, value);
+    PyObject *hub = Py_NewRef(SLOT(waiter, S.q_hub));
+    PyObject *waking = slot_get(self, S.p_waking, "_waking");
+    PyObject *r = NULL;
+    if (waking == NULL || !PyList_Check(waking)) {
+        if (waking != NULL)
+            PyErr_SetString(PyExc_TypeError, "_waking must be a list");
+        goto done;
+    }
+    Py_INCREF(waking);
+    if (PyList_GET_SIZE(waking) == 0) {
+        PyObject *cb = PyObject_GetAttr(self, str_wake_served);
+        if (cb != NULL) {
+            PyObject *args[3] = {hub, float_zero, cb};
+            r = PyObject_VectorcallMethod(str_schedule_call_global, args,
+                                          3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+            Py_DECREF(cb);
+        }
+    }
+    else if (SLOT(PyList_GET_ITEM(waking, 0), S.q_hub) != hub) {
+        /* A waiter of another OS thread's hub: it wakes on its own. */
+        PyObject *args[4] = {hub, float_zero, S.wake_one, waiter};
+        r = PyObject_VectorcallMethod(str_schedule_call_global, args,
+                                      4 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        Py_DECREF(waking);
+        if (r != NULL) {
+            Py_DECREF(r);
+            r = Py_NewRef(Py_True);
+        }
+        goto done;
+    }
+    else {
+        r = Py_NewRef(Py_None);
+    }
+    if (r != NULL) {
+        Py_DECREF(r);
+        r = PyList_Append(waking, waiter) < 0 ? NULL : Py_NewRef(Py_True);
+    }
+    Py_DECREF(waking);
+done:
+    Py_DECREF(hub);
+    Py_DECREF(waiter);
+    return r;
 }
 
 /* ------------------------------------------------------------------ put */
@@ -499,9 +839,10 @@ fast_put(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
         cleanup = args[1];
     for (i = 0; i < nkw; i++) {
         PyObject *name = PyTuple_GET_ITEM(kwnames, i);
-        if (nargs < 1 && PyUnicode_Compare(name, str_conn) == 0)
+        if (nargs < 1 && (name == str_conn || PyUnicode_Compare(name, str_conn) == 0))
             conn = args[nargs + i];
-        else if (nargs < 2 && PyUnicode_Compare(name, str_cleanup) == 0)
+        else if (nargs < 2 &&
+                 (name == str_cleanup || PyUnicode_Compare(name, str_cleanup) == 0))
             cleanup = args[nargs + i];
         else {
             PyErr_Clear();
@@ -572,7 +913,9 @@ fast_put(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
         Py_INCREF(raw);
         int skip = 0;
         if (cleanup == S.cleanup_rollback && status != Py_None) {
+            Py_INCREF(status);
             PyObject *r = call1(status, raw);
+            Py_DECREF(status);
             if (r == NULL) {
                 Py_DECREF(raw);
                 Py_DECREF(cleanup);
@@ -655,7 +998,7 @@ fast_put(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
         goto error;
     PyObject *r;
     if (n > 0) {
-        r = call_method1(self, str_hand_off, rec);
+        r = call_method1(self, str_hand_off, rec); /* a subclass may override it */
     }
     else {
         PyObject *free = slot_get(self, S.p_free, "free_items");
@@ -699,6 +1042,7 @@ static PyMethodDef get_def = {
     "get", (PyCFunction)(void (*)(void))fast_get, METH_FASTCALL | METH_KEYWORDS, NULL};
 static PyMethodDef put_def = {
     "put", (PyCFunction)(void (*)(void))fast_put, METH_FASTCALL | METH_KEYWORDS, NULL};
+static PyMethodDef hand_off_def = {"_hand_off", (PyCFunction)fast_hand_off, METH_O, NULL};
 
 static int
 offset_of(PyTypeObject *cls, const char *name, Py_ssize_t *out)
@@ -741,28 +1085,38 @@ copy_doc(PyObject *func, const char *fallback)
     return copy;
 }
 
+/* A name from pool.py's globals (a new reference). */
+static PyObject *
+global(PyObject *globals, const char *name)
+{
+    PyObject *v = PyDict_GetItemString(globals, name);
+    if (v == NULL)
+        PyErr_Format(PyExc_RuntimeError, "db_pool.pool has no %s", name);
+    else
+        Py_INCREF(v);
+    return v;
+}
+
 static PyObject *
 install(PyObject *module, PyObject *args)
 {
-    PyObject *pool_type, *record_type, *wrapper_type, *globals, *cleanup_rollback,
-        *missing, *default_;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!OOO:install", &PyType_Type, &pool_type,
+    PyObject *pool_type, *record_type, *wrapper_type, *waiter_type, *globals;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!:install", &PyType_Type, &pool_type,
                           &PyType_Type, &record_type, &PyType_Type, &wrapper_type,
-                          &PyDict_Type, &globals, &cleanup_rollback, &missing,
-                          &default_))
+                          &PyType_Type, &waiter_type, &PyDict_Type, &globals))
         return NULL;
     if (S.installed) {
         PyErr_SetString(PyExc_RuntimeError, "db_pool._speedups is already installed");
         return NULL;
     }
     PyTypeObject *P = (PyTypeObject *)pool_type, *R = (PyTypeObject *)record_type,
-                 *W = (PyTypeObject *)wrapper_type;
+                 *W = (PyTypeObject *)wrapper_type, *Q = (PyTypeObject *)waiter_type;
     if (W->tp_weaklistoffset <= 0) {
         PyErr_SetString(PyExc_TypeError, "the wrapper class must support weak references");
         return NULL;
     }
     State s = {0};
-#define OFF(cls, field, name)                  \
+#define OFF(cls, field, name)               \
     if (offset_of(cls, name, &s.field) < 0) \
         return NULL;
     OFF(P, p_free, "free_items");
@@ -779,6 +1133,12 @@ install(PyObject *module, PyObject *args)
     OFF(P, p_resets, "_resets");
     OFF(P, p_resets_skipped, "_resets_skipped");
     OFF(P, p_idle_window, "_idle_window");
+    OFF(P, p_closed, "_closed");
+    OFF(P, p_waking, "_waking");
+    OFF(P, p_waits, "_waits");
+    OFF(P, p_wait_time_total, "_wait_time_total");
+    OFF(P, p_wait_time_max, "_wait_time_max");
+    OFF(P, p_wait_buckets, "_wait_buckets");
     OFF(R, r_conn, "conn");
     OFF(R, r_fresh_until, "fresh_until");
     OFF(R, r_uses, "uses");
@@ -792,7 +1152,42 @@ install(PyObject *module, PyObject *args)
     OFF(R, r_status, "status");
     OFF(R, r_suspect, "suspect");
     OFF(W, w_record, "_record");
+    OFF(Q, q_greenlet, "greenlet");
+    OFF(Q, q_value, "value");
+    OFF(Q, q_hub, "hub");
+    OFF(Q, q_woken, "woken");
 #undef OFF
+    /* WAIT_BUCKETS, as a tuple of floats for the C bisection. */
+    PyObject *buckets = global(globals, "WAIT_BUCKETS");
+    if (buckets == NULL)
+        return NULL;
+    s.wait_buckets = PySequence_Tuple(buckets);
+    Py_DECREF(buckets);
+    if (s.wait_buckets == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(s.wait_buckets); i++) {
+        if (!PyFloat_CheckExact(PyTuple_GET_ITEM(s.wait_buckets, i))) {
+            PyErr_SetString(PyExc_TypeError, "WAIT_BUCKETS must hold floats");
+            return NULL;
+        }
+    }
+    PyObject *green = global(globals, "_green");
+    if (green == NULL)
+        return NULL;
+    s.get_hub = PyObject_GetAttrString(green, "get_hub");
+    s.getcurrent = s.get_hub ? PyObject_GetAttrString(green, "current_greenlet") : NULL;
+    Py_DECREF(green);
+    if (s.getcurrent == NULL)
+        return NULL;
+    if ((s.cleanup_rollback = global(globals, "cleanup_rollback")) == NULL ||
+        (s.missing = global(globals, "_MISSING")) == NULL ||
+        (s.default_ = global(globals, "_DEFAULT")) == NULL ||
+        (s.empty = global(globals, "_EMPTY")) == NULL ||
+        (s.wake_one = global(globals, "_wake_one")) == NULL)
+        return NULL;
+    if ((s.empty_tuple = PyTuple_New(0)) == NULL)
+        return NULL;
+
     PyObject *py_get = PyObject_GetAttrString(pool_type, "get");
     PyObject *py_put = py_get ? PyObject_GetAttrString(pool_type, "put") : NULL;
     if (py_put == NULL) {
@@ -805,45 +1200,55 @@ install(PyObject *module, PyObject *args)
         Py_DECREF(py_put);
         return NULL;
     }
+    s.py_get = py_get;
+    s.py_put = py_put;
     get_def.ml_doc = copy_doc(py_get, "Check out a connection.");
     put_def.ml_doc = copy_doc(py_put, "Return a connection to the pool.");
-    PyObject *get = PyDescr_NewMethod(P, &get_def);
-    PyObject *put = get ? PyDescr_NewMethod(P, &put_def) : NULL;
-    if (put == NULL || PyObject_SetAttrString(pool_type, "_py_get", py_get) < 0 ||
-        PyObject_SetAttrString(pool_type, "_py_put", py_put) < 0 ||
-        PyObject_SetAttrString(pool_type, "get", get) < 0 ||
-        PyObject_SetAttrString(pool_type, "put", put) < 0) {
-        Py_XDECREF(get);
-        Py_XDECREF(put);
-        Py_DECREF(py_get);
-        Py_DECREF(py_put);
+    PyObject *hand_off_py = PyObject_GetAttrString(pool_type, "_hand_off");
+    if (hand_off_py == NULL)
         return NULL;
-    }
-    Py_DECREF(get);
-    Py_DECREF(put);
+    hand_off_def.ml_doc = copy_doc(hand_off_py, "Give a slot to the longest waiter.");
+    Py_DECREF(hand_off_py);
+
     s.installed = 1;
     s.pool_type = (PyTypeObject *)Py_NewRef(pool_type);
     s.record_type = (PyTypeObject *)Py_NewRef(record_type);
     s.wrapper_type = (PyTypeObject *)Py_NewRef(wrapper_type);
-    s.py_get = py_get;
-    s.py_put = py_put;
+    s.waiter_type = (PyTypeObject *)Py_NewRef(waiter_type);
     s.globals = Py_NewRef(globals);
-    s.cleanup_rollback = Py_NewRef(cleanup_rollback);
-    s.missing = Py_NewRef(missing);
-    s.default_ = Py_NewRef(default_);
-    s.empty_tuple = PyTuple_New(0);
-    if (s.empty_tuple == NULL)
-        return NULL;
+    /* The state must be in place before the first call. */
     S = s;
+
+    PyObject *get = PyDescr_NewMethod(P, &get_def);
+    PyObject *put = get ? PyDescr_NewMethod(P, &put_def) : NULL;
+    PyObject *hand_off = put ? PyDescr_NewMethod(P, &hand_off_def) : NULL;
+    int failed = hand_off == NULL ||
+                 PyObject_SetAttrString(pool_type, "_py_get", py_get) < 0 ||
+                 PyObject_SetAttrString(pool_type, "_py_put", py_put) < 0 ||
+                 PyObject_SetAttrString(pool_type, "get", get) < 0 ||
+                 PyObject_SetAttrString(pool_type, "put", put) < 0 ||
+                 PyObject_SetAttrString(pool_type, "_hand_off", hand_off) < 0;
+    Py_XDECREF(get);
+    Py_XDECREF(put);
+    Py_XDECREF(hand_off);
+    if (failed) {
+        /* Whatever went in place is the Python code again. */
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb);
+        PyObject_SetAttrString(pool_type, "get", py_get);
+        PyObject_SetAttrString(pool_type, "put", py_put);
+        PyErr_Restore(et, ev, tb);
+        S.installed = 0;
+        return NULL;
+    }
     Py_RETURN_NONE;
 }
 
 static PyMethodDef module_methods[] = {
     {"install", install, METH_VARARGS,
-     "install(pool_class, record_class, wrapper_class, pool_globals, "
-     "cleanup_rollback, missing, default)\n\n"
-     "Replace pool_class.get and .put by their C fast paths (the Python ones "
-     "stay as _py_get and _py_put)."},
+     "install(pool_class, record_class, wrapper_class, waiter_class, pool_globals)\n\n"
+     "Replace pool_class.get, .put and ._hand_off by their C versions (the "
+     "Python get and put stay as _py_get and _py_put)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -877,7 +1282,21 @@ PyInit__speedups(void)
     INTERN(str_monotonic, "monotonic");
     INTERN(str_discard_and_release, "_discard_and_release");
     INTERN(str_reset_failed_reason, "reset_failed");
+    INTERN(str_switch, "switch");
+    INTERN(str_return_record, "_return_record");
+    INTERN(str_schedule_call_global, "schedule_call_global");
+    INTERN(str_wake_served, "_wake_served");
+    INTERN(str_abandon_wait, "_abandon_wait");
+    INTERN(str_finish_checkout, "_finish_checkout");
+    INTERN(str_pool_timeout, "pool_timeout");
+    INTERN(str_current_size, "current_size");
+    INTERN(str_max_size, "max_size");
+    INTERN(str_max_waiting, "max_waiting");
+    INTERN(str_listeners, "_listeners");
+    INTERN(str_pool_at_max, "pool_at_max");
     if ((int_one = PyLong_FromLong(1)) == NULL)
+        return NULL;
+    if ((float_zero = PyFloat_FromDouble(0.0)) == NULL)
         return NULL;
 #undef INTERN
     PyObject *time = PyImport_ImportModule("time");

@@ -360,6 +360,12 @@ class BaseConnectionPool:
         "_resets",
         "_resets_skipped",
         "_idle_window",
+        "_closed",
+        "_waking",
+        "_waits",
+        "_wait_time_total",
+        "_wait_time_max",
+        "_wait_buckets",
         "__dict__",
         "__weakref__",
     )
@@ -848,6 +854,16 @@ class BaseConnectionPool:
             else:
                 rec = self._wait(deadline, timeout)
                 waited = True
+        return self._finish_checkout(rec, start, deadline, waited, depth + 1)
+
+    def _finish_checkout(
+        self, rec: Any, start: float, deadline: float | None, waited: bool, depth: int
+    ) -> Any:
+        """Lend the slot we hold: *rec* is its connection, None (a slot
+        with no connection yet: open one), or _CLOSED (the pool closed
+        while we waited)."""
+        if rec is _CLOSED:
+            raise PoolClosed("pool %r is closed" % (self.name,), self.name)
         # We hold a slot; rec is None when it has no connection yet.
         try:
             while True:
@@ -944,21 +960,7 @@ class BaseConnectionPool:
             while waiter.value is _EMPTY:
                 hub.switch()
         except BaseException as exc:
-            value = waiter.value
-            if value is _EMPTY:
-                try:
-                    self._waiters.remove(waiter)
-                except ValueError:
-                    pass
-            else:
-                # Served and interrupted at the same time: pass it on,
-                # and make sure the pending wake-up skips us.
-                waiter.woken = True
-                if value is not _CLOSED:
-                    if value is None:
-                        self._release_slot()
-                    else:
-                        self._return_record(value)
+            self._abandon_wait(waiter)
             if exc is timer:
                 self._timeouts += 1
                 raise PoolTimeout(
@@ -971,10 +973,27 @@ class BaseConnectionPool:
         finally:
             if timer is not None:
                 timer.cancel()
+        # A record, None (a slot to open) or _CLOSED: see _finish_checkout.
+        return waiter.value
+
+    def _abandon_wait(self, waiter: _Waiter) -> None:
+        """A caller waiting in line was interrupted (killed, timed out):
+        leave the line, or pass on what it was served meanwhile."""
         value = waiter.value
-        if value is _CLOSED:
-            raise PoolClosed("pool %r is closed" % (self.name,), self.name)
-        return value
+        if value is _EMPTY:
+            try:
+                self._waiters.remove(waiter)
+            except ValueError:
+                pass
+        else:
+            # Served and interrupted at the same time: pass it on, and make
+            # sure the pending wake-up skips us.
+            waiter.woken = True
+            if value is not _CLOSED:
+                if value is None:
+                    self._release_slot()
+                else:
+                    self._return_record(value)
 
     def _hand_off(self, value: Any) -> bool:
         """Give *value* (a record, or None for a bare slot) to the longest waiter."""
@@ -2078,13 +2097,7 @@ def _install_speedups() -> bool:
     except ImportError:
         return False
     _speedups.install(
-        BaseConnectionPool,
-        _Record,
-        PooledConnectionWrapper,
-        globals(),
-        cleanup_rollback,
-        _MISSING,
-        _DEFAULT,
+        BaseConnectionPool, _Record, PooledConnectionWrapper, _Waiter, globals()
     )
     return True
 

@@ -7,11 +7,14 @@ both, the Python one with ``DB_POOL_PURE_PYTHON=1``).
 
 from __future__ import annotations
 
+import gc
 import inspect
 import os
 import subprocess
 import sys
+import tracemalloc
 
+import eventlet
 import pytest
 
 import db_pool
@@ -235,3 +238,60 @@ def test_a_wrapper_of_another_pool_is_taken_over(pool_cls, db, make_pool):
     again = two.get()
     assert raw_of(again) is raw
     two.put(again)
+
+
+def test_the_checkout_site_after_a_wait_is_the_callers_function(
+    pool_cls, db, make_pool
+):
+    pool = make_pool(pool_cls, db, max_size=1)
+    held = pool.get()
+    sites = []
+
+    def waiting_caller():
+        conn = pool.get()  # waits in line
+        sites.append(conn._record.where)
+        pool.put(conn)
+
+    gt = eventlet.spawn(waiting_caller)
+    eventlet.sleep(0)
+    assert pool.waiting() == 1
+    pool.put(held)
+    gt.wait()
+    assert sites == [waiting_caller.__code__]
+    stats = pool.stats()
+    assert stats["waits"] == 1 and stats["wait_time_total"] >= 0
+    assert sum(pool._wait_buckets) == 1
+
+
+def test_many_cycles_leave_no_garbage(pool_cls, db, make_pool):
+    """Every path of get() and put(), fast and waiting, frees what it makes
+    (a reference leaked in C would leave objects behind on every cycle)."""
+    pool = make_pool(pool_cls, db, max_size=2)
+
+    def cycles(n):
+        for _ in range(n):
+            conn = pool.get()
+            eventlet.sleep(0)  # let the others queue up
+            pool.put(conn)
+
+    def run(n):
+        threads = [eventlet.spawn(cycles, n) for _ in range(6)]
+        for gt in threads:
+            gt.wait()
+        for _ in range(n):  # the fast path alone
+            pool.put(pool.get())
+
+    run(50)  # warm up: connections, spares, caches
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        run(2000)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    # 14,000 checkouts: a leaked float or int each would be over 300 KB.
+    assert grown < 64 * 1024, grown
+    assert pool.waiting() == 0 and len(pool.free_items) == 2
+    assert pool.stats()["waits"] > 0  # the waiting path ran too
