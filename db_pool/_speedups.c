@@ -65,6 +65,7 @@ typedef struct {
     PyObject *wake_one;         /* _wake_one */
     PyObject *get_hub;
     PyObject *getcurrent;
+    PyObject *getweakrefcount;  /* weakref.getweakrefcount */
     /* BaseConnectionPool slots */
     Py_ssize_t p_free, p_waiters, p_spares, p_checkouts, p_out_hooks,
         p_in_hooks, p_max_uses, p_is_closed, p_hold, p_cleanup,
@@ -210,6 +211,23 @@ fall_back(PyObject *func, PyObject *self, PyObject *const *args, Py_ssize_t narg
 
 /* ------------------------------------------------------------------ get */
 
+/* 1 if weak references to *obj* exist, 0 if not, -1 on error. */
+static inline int
+has_weakrefs(PyObject *obj)
+{
+    Py_ssize_t off = Py_TYPE(obj)->tp_weaklistoffset;
+    if (off > 0)
+        return *(PyObject **)((char *)obj + off) != NULL;
+    /* Python 3.12+ keeps the list where only the interpreter looks
+     * (a "managed" weak reference list): ask weakref.getweakrefcount(). */
+    PyObject *n = call1(S.getweakrefcount, obj);
+    if (n == NULL)
+        return -1;
+    int t = PyObject_IsTrue(n);
+    Py_DECREF(n);
+    return t;
+}
+
 /* A new wrapper of the pool's wrapper_class (a new reference). */
 static PyObject *
 new_wrapper(PyObject *self)
@@ -271,8 +289,12 @@ lend(PyObject *self, PyObject *rec, double now, int use_spares)
             w = call_method0(spares, str_popleft);
             if (w == NULL)
                 goto not_lent;
-            if (Py_REFCNT(w) != 1 || Py_TYPE(w) != S.wrapper_type ||
-                *(PyObject **)((char *)w + Py_TYPE(w)->tp_weaklistoffset) != NULL) {
+            int held = Py_REFCNT(w) != 1 || Py_TYPE(w) != S.wrapper_type;
+            if (!held && (held = has_weakrefs(w)) < 0) {
+                Py_DECREF(w);
+                goto not_lent;
+            }
+            if (held) {
                 /* still held: try it again later */
                 PyObject *r = call_method1(spares, str_append, w);
                 Py_DECREF(w);
@@ -1111,7 +1133,7 @@ install(PyObject *module, PyObject *args)
     }
     PyTypeObject *P = (PyTypeObject *)pool_type, *R = (PyTypeObject *)record_type,
                  *W = (PyTypeObject *)wrapper_type, *Q = (PyTypeObject *)waiter_type;
-    if (W->tp_weaklistoffset <= 0) {
+    if (W->tp_weaklistoffset == 0) {
         PyErr_SetString(PyExc_TypeError, "the wrapper class must support weak references");
         return NULL;
     }
@@ -1186,6 +1208,13 @@ install(PyObject *module, PyObject *args)
         (s.wake_one = global(globals, "_wake_one")) == NULL)
         return NULL;
     if ((s.empty_tuple = PyTuple_New(0)) == NULL)
+        return NULL;
+    PyObject *weakref = PyImport_ImportModule("weakref");
+    if (weakref == NULL)
+        return NULL;
+    s.getweakrefcount = PyObject_GetAttrString(weakref, "getweakrefcount");
+    Py_DECREF(weakref);
+    if (s.getweakrefcount == NULL)
         return NULL;
 
     PyObject *py_get = PyObject_GetAttrString(pool_type, "get");

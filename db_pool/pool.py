@@ -2096,9 +2096,17 @@ def _install_speedups() -> bool:
         from . import _speedups  # type: ignore[attr-defined]
     except ImportError:
         return False
-    _speedups.install(
-        BaseConnectionPool, _Record, PooledConnectionWrapper, _Waiter, globals()
-    )
+    try:
+        _speedups.install(
+            BaseConnectionPool, _Record, PooledConnectionWrapper, _Waiter, globals()
+        )
+    except Exception as exc:  # an extension that does not fit this code
+        logger.warning(
+            "db_pool._speedups could not be installed (%s); using the Python "
+            "get() and put()",
+            exc,
+        )
+        return False
     return True
 
 
