@@ -287,5 +287,9 @@ def test_stress_tpooled_pool():
     pool, db, tracker, observer, errors, outcomes, kills = run_stress(
         db_pool.TpooledConnectionPool, 7, threads=120, max_size=4, check_server=False
     )
-    assert outcomes["ok"] > 20
+    # A refused connect early on makes the callers that need a new
+    # connection fail fast for up to a second (the whole run, here), with
+    # the driver's error: then most outcomes are connect errors.
+    assert outcomes["ok"] > 0
+    assert outcomes["ok"] + outcomes["connect_error"] > 20, outcomes
     final_checks(pool, db, tracker, observer, errors, check_server=False)
