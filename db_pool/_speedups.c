@@ -73,6 +73,8 @@ typedef struct {
         p_waking, p_waits, p_wait_time_total, p_wait_time_max, p_wait_buckets;
     /* _Waiter slots */
     Py_ssize_t q_greenlet, q_value, q_hub, q_woken;
+    /* _Waker slot, and the pool's */
+    Py_ssize_t k_called, p_waker;
     /* _Record slots */
     Py_ssize_t r_conn, r_fresh_until, r_uses, r_checkout_at, r_pool, r_where,
         r_last_used, r_expires_at, r_broken, r_generation, r_status,
@@ -90,7 +92,7 @@ static PyObject *str_popleft, *str_append, *str_appendleft, *str_checkout_slow,
     *str_reset_failed_reason, *int_one, *str_switch, *str_schedule_call_global,
     *str_wake_served, *str_abandon_wait, *str_finish_checkout, *str_pool_timeout,
     *str_current_size, *str_max_size, *str_max_waiting, *str_listeners,
-    *str_pool_at_max, *float_zero, *str_return_record;
+    *str_pool_at_max, *float_zero, *str_return_record, *str_add_timer, *str_wake_rest;
 
 static PyObject *time_monotonic; /* only where clock_gettime is not time.monotonic */
 
@@ -708,12 +710,13 @@ fast_hand_off(PyObject *self, PyObject *value)
     }
     Py_INCREF(waking);
     if (PyList_GET_SIZE(waking) == 0) {
-        PyObject *cb = PyObject_GetAttr(self, str_wake_served);
-        if (cb != NULL) {
-            PyObject *args[3] = {hub, float_zero, cb};
-            r = PyObject_VectorcallMethod(str_schedule_call_global, args,
-                                          3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-            Py_DECREF(cb);
+        /* The pool's _Waker goes on the hub's timer list: waker.schedule(hub). */
+        PyObject *waker = slot_get(self, S.p_waker, "_waker");
+        if (waker != NULL) {
+            Py_INCREF(waker);
+            slot_set(waker, S.k_called, Py_NewRef(Py_False));
+            r = call_method1(hub, str_add_timer, waker);
+            Py_DECREF(waker);
         }
     }
     else if (SLOT(PyList_GET_ITEM(waking, 0), S.q_hub) != hub) {
@@ -740,6 +743,66 @@ done:
     Py_DECREF(hub);
     Py_DECREF(waiter);
     return r;
+}
+
+/* _wake_served(): the hub callback that switches to each waiter served
+ * since the last one, in the order served (see the Python method). */
+static PyObject *
+fast_wake_served(PyObject *self, PyObject *unused)
+{
+    PyObject *batch = slot_get(self, S.p_waking, "_waking");
+    if (batch == NULL)
+        return NULL;
+    if (!PyList_CheckExact(batch)) {
+        PyErr_SetString(PyExc_TypeError, "_waking must be a list");
+        return NULL;
+    }
+    PyObject *fresh = PyList_New(0);
+    if (fresh == NULL)
+        return NULL;
+    Py_INCREF(batch);
+    slot_set(self, S.p_waking, fresh);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(batch); i++) {
+        PyObject *waiter = PyList_GET_ITEM(batch, i);
+        if (Py_TYPE(waiter) != S.waiter_type) {
+            PyErr_SetString(PyExc_TypeError, "not a waiter in the batch");
+            Py_DECREF(batch);
+            return NULL;
+        }
+        PyObject *woken = SLOT(waiter, S.q_woken);
+        int t = woken ? truthy(woken) : 0;
+        if (t < 0) {
+            Py_DECREF(batch);
+            return NULL;
+        }
+        if (t)
+            continue; /* gave up waiting after it was served */
+        Py_INCREF(waiter);
+        slot_set(waiter, S.q_woken, Py_NewRef(Py_True));
+        PyObject *r = call_method0(SLOT(waiter, S.q_greenlet), str_switch);
+        Py_DECREF(waiter);
+        if (r == NULL) {
+            /* The rest of the batch is still woken, in order, by the next
+             * callback; the hub reports the error. */
+            PyObject *et, *ev, *tb;
+            PyErr_Fetch(&et, &ev, &tb);
+            PyObject *start = PyLong_FromSsize_t(i + 1);
+            PyObject *args[3] = {self, batch, start};
+            r = start ? PyObject_VectorcallMethod(str_wake_rest, args,
+                                                  3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)
+                      : NULL;
+            Py_XDECREF(start);
+            Py_XDECREF(r);
+            if (r == NULL)
+                PyErr_Clear();
+            PyErr_Restore(et, ev, tb);
+            Py_DECREF(batch);
+            return NULL;
+        }
+        Py_DECREF(r);
+    }
+    Py_DECREF(batch);
+    Py_RETURN_NONE;
 }
 
 /* ------------------------------------------------------------------ put */
@@ -1065,6 +1128,8 @@ static PyMethodDef get_def = {
 static PyMethodDef put_def = {
     "put", (PyCFunction)(void (*)(void))fast_put, METH_FASTCALL | METH_KEYWORDS, NULL};
 static PyMethodDef hand_off_def = {"_hand_off", (PyCFunction)fast_hand_off, METH_O, NULL};
+static PyMethodDef wake_served_def = {"_wake_served", (PyCFunction)fast_wake_served,
+                                      METH_NOARGS, NULL};
 
 static int
 offset_of(PyTypeObject *cls, const char *name, Py_ssize_t *out)
@@ -1178,6 +1243,19 @@ install(PyObject *module, PyObject *args)
     OFF(Q, q_value, "value");
     OFF(Q, q_hub, "hub");
     OFF(Q, q_woken, "woken");
+    OFF(P, p_waker, "_waker");
+    PyObject *waker_type = global(globals, "_Waker");
+    if (waker_type == NULL)
+        return NULL;
+    if (!PyType_Check(waker_type)) {
+        Py_DECREF(waker_type);
+        PyErr_SetString(PyExc_TypeError, "_Waker must be a class");
+        return NULL;
+    }
+    int bad = offset_of((PyTypeObject *)waker_type, "called", &s.k_called);
+    Py_DECREF(waker_type);
+    if (bad < 0)
+        return NULL;
 #undef OFF
     /* WAIT_BUCKETS, as a tuple of floats for the C bisection. */
     PyObject *buckets = global(globals, "WAIT_BUCKETS");
@@ -1238,6 +1316,11 @@ install(PyObject *module, PyObject *args)
         return NULL;
     hand_off_def.ml_doc = copy_doc(hand_off_py, "Give a slot to the longest waiter.");
     Py_DECREF(hand_off_py);
+    PyObject *wake_served_py = PyObject_GetAttrString(pool_type, "_wake_served");
+    if (wake_served_py == NULL)
+        return NULL;
+    wake_served_def.ml_doc = copy_doc(wake_served_py, "Wake the waiters served.");
+    Py_DECREF(wake_served_py);
 
     s.installed = 1;
     s.pool_type = (PyTypeObject *)Py_NewRef(pool_type);
@@ -1251,15 +1334,18 @@ install(PyObject *module, PyObject *args)
     PyObject *get = PyDescr_NewMethod(P, &get_def);
     PyObject *put = get ? PyDescr_NewMethod(P, &put_def) : NULL;
     PyObject *hand_off = put ? PyDescr_NewMethod(P, &hand_off_def) : NULL;
-    int failed = hand_off == NULL ||
+    PyObject *wake_served = hand_off ? PyDescr_NewMethod(P, &wake_served_def) : NULL;
+    int failed = wake_served == NULL ||
                  PyObject_SetAttrString(pool_type, "_py_get", py_get) < 0 ||
                  PyObject_SetAttrString(pool_type, "_py_put", py_put) < 0 ||
                  PyObject_SetAttrString(pool_type, "get", get) < 0 ||
                  PyObject_SetAttrString(pool_type, "put", put) < 0 ||
-                 PyObject_SetAttrString(pool_type, "_hand_off", hand_off) < 0;
+                 PyObject_SetAttrString(pool_type, "_hand_off", hand_off) < 0 ||
+                 PyObject_SetAttrString(pool_type, "_wake_served", wake_served) < 0;
     Py_XDECREF(get);
     Py_XDECREF(put);
     Py_XDECREF(hand_off);
+    Py_XDECREF(wake_served);
     if (failed) {
         /* Whatever went in place is the Python code again. */
         PyObject *et, *ev, *tb;
@@ -1313,6 +1399,8 @@ PyInit__speedups(void)
     INTERN(str_reset_failed_reason, "reset_failed");
     INTERN(str_switch, "switch");
     INTERN(str_return_record, "_return_record");
+    INTERN(str_add_timer, "add_timer");
+    INTERN(str_wake_rest, "_wake_rest");
     INTERN(str_schedule_call_global, "schedule_call_global");
     INTERN(str_wake_served, "_wake_served");
     INTERN(str_abandon_wait, "_abandon_wait");

@@ -218,6 +218,44 @@ class _Waiter:
         self.woken = False
 
 
+class _Waker:
+    """The hub callback that wakes the waiters served in one turn of the
+    hub (see _hand_off and _wake_served).
+
+    One per pool, put on the hub's timer list again for each batch, where
+    ``hub.schedule_call_global()`` would make a new eventlet ``Timer`` each
+    time.  It follows the protocol the hub expects of a timer (``seconds``,
+    ``called``, calling it, ordering); it holds its pool weakly, so a
+    pending wake-up never keeps a pool alive.
+    """
+
+    __slots__ = ("seconds", "called", "pool_ref")
+
+    def __init__(self, pool: Any) -> None:
+        self.seconds = 0
+        self.called = True  # True: not on any hub's timer list
+        self.pool_ref = weakref.ref(pool)
+
+    def schedule(self, hub: Any) -> None:
+        self.called = False
+        hub.add_timer(self)
+
+    def __call__(self) -> None:
+        if not self.called:
+            self.called = True
+            pool = self.pool_ref()
+            if pool is not None:
+                pool._wake_served()
+
+    def __lt__(self, other: Any) -> bool:
+        # The hub's heap holds (time, timer) pairs; equal times compare
+        # the timers.
+        return id(self) < id(other)
+
+    def __repr__(self) -> str:
+        return "<db_pool wake-up of %r>" % (self.pool_ref(),)
+
+
 def _wake_one(waiter: _Waiter) -> None:
     """Hub callback: switch to one served waiter (see _hand_off)."""
     if not waiter.woken:
@@ -362,6 +400,7 @@ class BaseConnectionPool:
         "_idle_window",
         "_closed",
         "_waking",
+        "_waker",
         "_waits",
         "_wait_time_total",
         "_wait_time_max",
@@ -494,6 +533,7 @@ class BaseConnectionPool:
         self._waiters: deque[_Waiter] = deque()
         # Waiters served but not yet switched to (all of one hub).
         self._waking: list[_Waiter] = []
+        self._waker = _Waker(self)
         self._closed = False
         self._leases: dict[Any, list[Any]] = {}
         self._in_use: set[_Record] | None = set() if leak_timeout else None
@@ -1009,7 +1049,7 @@ class BaseConnectionPool:
         # the cost of a hand-off.
         waking = self._waking
         if not waking:
-            waiter.hub.schedule_call_global(0, self._wake_served)
+            self._waker.schedule(waiter.hub)
         elif waiter.hub is not waking[0].hub:
             # A waiter of another OS thread's hub: it wakes on its own.
             waiter.hub.schedule_call_global(0, _wake_one, waiter)
@@ -1033,14 +1073,18 @@ class BaseConnectionPool:
             try:
                 waiter.greenlet.switch()
             except BaseException:
-                # The hub reports it as it would a failed timer; the rest
-                # of the batch is still woken, in order.
-                rest = [w for w in batch[i + 1 :] if not w.woken]
-                if rest:
-                    if not self._waking:
-                        waiter.hub.schedule_call_global(0, self._wake_served)
-                    self._waking[:0] = rest
+                self._wake_rest(batch, i + 1)
                 raise
+
+    def _wake_rest(self, batch: list[_Waiter], start: int) -> None:
+        """A switch in _wake_served() raised (the hub reports it as it would
+        a failed timer): the rest of the batch is still woken, in order, by
+        the next callback."""
+        rest = [w for w in batch[start:] if not w.woken]
+        if rest:
+            if not self._waking:
+                self._waker.schedule(rest[0].hub)
+            self._waking[:0] = rest
 
     def _release_slot(self) -> None:
         """Give up a slot that has no connection (any more)."""
