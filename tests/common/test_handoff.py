@@ -263,3 +263,58 @@ def test_killing_a_returner_parked_in_line_loses_nothing(pool_cls, db, make_pool
     assert pool.free() == 1
     conn = pool.get(block=False)
     pool.put(conn)
+
+
+def _on_hub(timer):
+    hub = eventlet.hubs.get_hub()
+    return [t for _, t in list(hub.timers) + list(hub.next_timers) if t is timer]
+
+
+def test_one_wake_up_serves_every_batch_and_none_is_left_behind(
+    pool_cls, db, make_pool
+):
+    pool = make_pool(pool_cls, db, max_size=2)
+    waker = pool._waker
+    served = []
+
+    def worker(n):
+        for _ in range(20):
+            conn = pool.get()
+            served.append(n)
+            eventlet.sleep(0)
+            pool.put(conn)
+
+    threads = [eventlet.spawn(worker, n) for n in range(8)]
+    for gt in threads:
+        gt.wait()
+    assert len(served) == 160
+    assert pool.stats()["waits"] > 100  # batches were woken, many times
+    assert pool._waker is waker
+    assert waker.called and _on_hub(waker) == []  # nothing pending
+    assert pool.waiting() == 0 and len(pool.free_items) == 2
+
+
+def test_the_wake_up_holds_its_pool_weakly(pool_cls, db):
+    pool = pool_cls(db, max_size=1)
+    held = pool.get()
+    woken = []
+
+    def waiter(p):
+        woken.append(p.get())
+
+    gt = eventlet.spawn(waiter, pool)
+    eventlet.sleep(0)
+    pool.put(held)  # serves the waiter: the wake-up is now on the hub
+    waker = pool._waker
+    assert _on_hub(waker) == [waker] and not waker.called
+    assert waker.pool_ref() is pool
+    gt.wait()  # the wake-up ran: the waiter got its connection
+    assert len(woken) == 1 and waker.called
+    pool.put(woken.pop())
+    ref = weakref.ref(pool)
+    pool.close()
+    del pool, held, gt
+    gc.collect()
+    assert ref() is None
+    waker()  # a late call finds no pool and does nothing
+    assert waker.called
