@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+import db_pool
 from db_pool.cli import commands
 from db_pool.cli import target as target_mod
 from db_pool.cli.chart import svg_chart
@@ -138,6 +139,7 @@ def test_bare_command_runs_the_default_workload():
     out = proc.stdout
     assert out.startswith("db_pool bench\n")
     assert "embedded" in out and "RawConnectionPool" in out
+    assert "(get/put in %s)" % ("C" if db_pool.SPEEDUPS else "Python") in out
     assert "mixed: 90% point reads, 10% updates" in out
     assert "200 green threads, pool of 8, 3 s" in out
     for header in ("p50", "p95", "p99", "max"):
@@ -170,6 +172,8 @@ def test_bench_json_counts_are_exact():
         data["driver"].startswith("sqlite3")
         and data["pool_class"] == "RawConnectionPool"
     )
+    # Which get() and put() ran: the C ones where the extension was built.
+    assert data["speedups"] is db_pool.SPEEDUPS
     pool = data["pool"]
     # The warm-up opened every connection; the counters cover the run only.
     assert data["warmup"]["connections_opened"] == 4

@@ -13,6 +13,7 @@ import random
 from typing import IO, Any
 
 from .. import _green
+from ..pool import SPEEDUPS
 from . import report
 from .chart import write_chart
 from .progress import Progress
@@ -189,6 +190,8 @@ def _info(
         "url": target.display,
         "driver": target.driver_label,
         "pool_class": target.pool_class_name,
+        # get() and put() in C (db_pool._speedups) or in Python.
+        "speedups": SPEEDUPS,
         "workload": workload.name,
         "workload_description": workload.description,
         "query": getattr(workload, "sql", None),

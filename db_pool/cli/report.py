@@ -77,12 +77,20 @@ def _dist_table(rows: list[tuple[str, list[float]]]) -> list[str]:
     return lines
 
 
+def _driver_line(info: dict[str, Any]) -> str:
+    return "  driver      %s, %s (get/put in %s)" % (
+        info["driver"],
+        info["pool_class"],
+        "C" if info["speedups"] else "Python",
+    )
+
+
 def bench_text(info: dict[str, Any], result: Any) -> str:
     """The report of ``bench`` for people."""
     lines = [
         "db_pool bench",
         "  database    %s" % info["url"],
-        "  driver      %s, %s" % (info["driver"], info["pool_class"]),
+        _driver_line(info),
         "  workload    %s%s"
         % (
             info["workload_description"],
@@ -134,7 +142,7 @@ def size_text(
     lines = [
         "db_pool size",
         "  database    %s" % info["url"],
-        "  driver      %s, %s" % (info["driver"], info["pool_class"]),
+        _driver_line(info),
         "  workload    %s%s"
         % (
             info["workload_description"],
