@@ -76,6 +76,7 @@ _MISSING: Any = object()  # "argument not given" (eventlet's name)
 _DEFAULT: Any = object()  # get(timeout=...) not given: use pool_timeout
 _EMPTY: Any = object()  # a waiter not yet served
 _CLOSED: Any = object()  # handed to waiters when the pool closes
+_TIMED_OUT: Any = object()  # handed to waiters whose deadline passed
 
 # Fork generation: bumped in every child process; records of an older
 # generation belong to the parent and are never used or closed by the child.
@@ -207,15 +208,17 @@ class _ResetOverran(BaseException):
 class _Waiter:
     """A green thread queued in get(); served in arrival order."""
 
-    __slots__ = ("greenlet", "value", "hub", "woken")
+    __slots__ = ("greenlet", "value", "hub", "woken", "deadline")
 
-    def __init__(self, hub: Any) -> None:
+    def __init__(self, hub: Any, deadline: float | None = None) -> None:
         self.greenlet = _green.current_greenlet()
         self.value = _EMPTY
         # The hub that switches back to us (see _hand_off).
         self.hub = hub
         # Set once we were switched to, or gave up waiting: never again.
         self.woken = False
+        # When the wait watchdog (_expire_waits) gives up for us, or None.
+        self.deadline = deadline
 
 
 class _Waker:
@@ -254,6 +257,13 @@ class _Waker:
 
     def __repr__(self) -> str:
         return "<db_pool wake-up of %r>" % (self.pool_ref(),)
+
+
+def _expire_waits(pool_ref: "weakref.ref[BaseConnectionPool]") -> None:
+    """Hub timer: the wait watchdog of a pool (held weakly)."""
+    pool = pool_ref()
+    if pool is not None:
+        pool._expire_waits()
 
 
 def _wake_one(waiter: _Waiter) -> None:
@@ -401,6 +411,7 @@ class BaseConnectionPool:
         "_closed",
         "_waking",
         "_waker",
+        "_wait_watch_due",
         "_waits",
         "_wait_time_total",
         "_wait_time_max",
@@ -534,6 +545,10 @@ class BaseConnectionPool:
         # Waiters served but not yet switched to (all of one hub).
         self._waking: list[_Waiter] = []
         self._waker = _Waker(self)
+        # The wait watchdog: one hub timer, due at the earliest deadline of
+        # the waiters in line (see _expire_waits), instead of one each.
+        self._wait_watch: Any = None
+        self._wait_watch_due: float | None = None
         self._closed = False
         self._leases: dict[Any, list[Any]] = {}
         self._in_use: set[_Record] | None = set() if leak_timeout else None
@@ -990,31 +1005,68 @@ class BaseConnectionPool:
         if self._listeners.pool_at_max:
             self._listeners.fire("pool_at_max")
         hub = _green.get_hub()
-        waiter = _Waiter(hub)
+        waiter = _Waiter(hub, deadline)
         self._waiters.append(waiter)
-        timer = None
         if deadline is not None:
-            timer = _green.Timeout(max(0.0, deadline - monotonic()))
+            due = self._wait_watch_due
+            if due is None or deadline < due:
+                self._watch_waits(deadline, hub)
         try:
-            # Yield point: sleep until _hand_off() gives us a slot.
+            # Yield point: sleep until _hand_off() gives us a slot, or the
+            # watchdog our deadline.
             while waiter.value is _EMPTY:
                 hub.switch()
-        except BaseException as exc:
+        except BaseException:
             self._abandon_wait(waiter)
-            if exc is timer:
-                self._timeouts += 1
-                raise PoolTimeout(
-                    "pool %r: no connection available within %.3gs "
-                    "(max_size=%d, all in use)" % (self.name, timeout, self.max_size),
-                    self.name,
-                    timeout,
-                ) from None
             raise
-        finally:
-            if timer is not None:
-                timer.cancel()
+        value = waiter.value
+        if value is _TIMED_OUT:
+            raise self._timed_out(timeout)
         # A record, None (a slot to open) or _CLOSED: see _finish_checkout.
-        return waiter.value
+        return value
+
+    def _timed_out(self, timeout: Any) -> PoolTimeout:
+        """The error of a wait that reached its deadline (counted)."""
+        self._timeouts += 1
+        return PoolTimeout(
+            "pool %r: no connection available within %.3gs "
+            "(max_size=%d, all in use)" % (self.name, timeout, self.max_size),
+            self.name,
+            timeout,
+        )
+
+    def _watch_waits(self, due: float, hub: Any) -> None:
+        """Have the wait watchdog run at *due* (a monotonic time)."""
+        if self._wait_watch is not None:
+            self._wait_watch.cancel()
+        self._wait_watch_due = due
+        self._wait_watch = hub.schedule_call_global(
+            max(0.0, due - monotonic()), _expire_waits, weakref.ref(self)
+        )
+
+    def _expire_waits(self) -> None:
+        """The wait watchdog: the waiters whose deadline passed leave the
+        line, and raise PoolTimeout when they next run.
+
+        One hub timer per pool, due at the earliest deadline in line, costs
+        the hub less than an ``eventlet.Timeout`` per wait (each one a timer
+        to add, and to cancel when, as usually, the wait ends in time).  A
+        waiter already served is out of the line: it keeps its connection.
+        """
+        self._wait_watch = None
+        self._wait_watch_due = None
+        now = monotonic()
+        waiters = self._waiters
+        expired = [w for w in waiters if w.deadline is not None and w.deadline <= now]
+        if expired:
+            kept = [w for w in waiters if w.deadline is None or w.deadline > now]
+            waiters.clear()
+            waiters.extend(kept)
+            for waiter in expired:
+                self._serve(waiter, _TIMED_OUT)
+        deadlines = [w.deadline for w in waiters if w.deadline is not None]
+        if deadlines:
+            self._watch_waits(min(deadlines), _green.get_hub())
 
     def _abandon_wait(self, waiter: _Waiter) -> None:
         """A caller waiting in line was interrupted (killed, timed out):
@@ -1029,7 +1081,7 @@ class BaseConnectionPool:
             # Served and interrupted at the same time: pass it on, and make
             # sure the pending wake-up skips us.
             waiter.woken = True
-            if value is not _CLOSED:
+            if value is not _CLOSED and value is not _TIMED_OUT:
                 if value is None:
                     self._release_slot()
                 else:
@@ -1040,7 +1092,11 @@ class BaseConnectionPool:
         waiters = self._waiters
         if not waiters:
             return False
-        waiter = waiters.popleft()
+        self._serve(waiters.popleft(), value)
+        return True
+
+    def _serve(self, waiter: _Waiter, value: Any) -> None:
+        """Hand *value* to *waiter*, out of the line now, and wake it."""
         waiter.value = value
         # Served waiters are switched to from the hub, in the order served.
         # Those served before the hub runs again share one hub callback
@@ -1053,9 +1109,8 @@ class BaseConnectionPool:
         elif waiter.hub is not waking[0].hub:
             # A waiter of another OS thread's hub: it wakes on its own.
             waiter.hub.schedule_call_global(0, _wake_one, waiter)
-            return True
+            return
         waking.append(waiter)
-        return True
 
     def _wake_served(self) -> None:
         """Hub callback: switch to each waiter served since the last one.
@@ -2066,6 +2121,8 @@ class BaseConnectionPool:
         self.current_size = 0
         self._opening = 0
         self._waiters.clear()
+        self._wait_watch = None
+        self._wait_watch_due = None
         self._leases.clear()
         self._abandoned = 0
         if self._in_use is not None:
