@@ -61,6 +61,7 @@ typedef struct {
     PyObject *default_;         /* get(timeout=...) not given */
     PyObject *empty_tuple;
     PyObject *empty;            /* a waiter not yet served */
+    PyObject *timed_out;        /* a waiter whose deadline passed */
     PyObject *wait_buckets;     /* WAIT_BUCKETS: a tuple of floats */
     PyObject *wake_one;         /* _wake_one */
     PyObject *get_hub;
@@ -72,9 +73,9 @@ typedef struct {
         p_reset_timeout, p_resets, p_resets_skipped, p_idle_window, p_closed,
         p_waking, p_waits, p_wait_time_total, p_wait_time_max, p_wait_buckets;
     /* _Waiter slots */
-    Py_ssize_t q_greenlet, q_value, q_hub, q_woken;
+    Py_ssize_t q_greenlet, q_value, q_hub, q_woken, q_deadline;
     /* _Waker slot, and the pool's */
-    Py_ssize_t k_called, p_waker;
+    Py_ssize_t k_called, p_waker, p_wait_watch_due;
     /* _Record slots */
     Py_ssize_t r_conn, r_fresh_until, r_uses, r_checkout_at, r_pool, r_where,
         r_last_used, r_expires_at, r_broken, r_generation, r_status,
@@ -92,7 +93,8 @@ static PyObject *str_popleft, *str_append, *str_appendleft, *str_checkout_slow,
     *str_reset_failed_reason, *int_one, *str_switch, *str_schedule_call_global,
     *str_wake_served, *str_abandon_wait, *str_finish_checkout, *str_pool_timeout,
     *str_current_size, *str_max_size, *str_max_waiting, *str_listeners,
-    *str_pool_at_max, *float_zero, *str_return_record, *str_add_timer, *str_wake_rest;
+    *str_pool_at_max, *float_zero, *str_return_record, *str_add_timer, *str_wake_rest,
+    *str_watch_waits, *str_timed_out;
 
 static PyObject *time_monotonic; /* only where clock_gettime is not time.monotonic */
 
@@ -406,30 +408,61 @@ count_wait(PyObject *self, double wait)
     return PyList_SetItem(buckets, i, count); /* steals count */
 }
 
+static PyObject *wait_with_limit(PyObject *self, PyObject *waiters, Py_ssize_t n_waiters,
+                                 PyObject *timeout_value, double limit);
+
 /* get() with every connection in use: wait in line, first come first
  * served, as _checkout_slow() and _wait() do, for the common case only:
- * blocking, no deadline, no limit on the line reached, no listener for
- * "pool_at_max".  Anything else returns NOT_HANDLED before touching any
+ * blocking, no limit on the line reached, no listener for "pool_at_max".  Anything else returns NOT_HANDLED before touching any
  * state; so does a connection handed over that needs a check (the Python
  * code finishes the checkout then). */
 static PyObject *
 wait_in_line(PyObject *self, PyObject *block, PyObject *timeout, PyObject *waiters,
              Py_ssize_t n_waiters)
 {
-    PyObject *v;
     int t;
 
     if ((t = truthy(block)) <= 0)
         return t < 0 ? NULL : NOT_HANDLED;
-    if (timeout != Py_None) {
-        if (timeout != S.default_)
-            return NOT_HANDLED;
-        if ((v = PyObject_GetAttr(self, str_pool_timeout)) == NULL)
+    /* The deadline: a timeout given, or the pool's pool_timeout.  Only a
+     * plain positive number is taken here; the Python code checks and
+     * handles anything else (0 raises at once, a bad value a ValueError). */
+    double limit = 0.0;
+    PyObject *timeout_value;
+    if (timeout == S.default_) {
+        if ((timeout_value = PyObject_GetAttr(self, str_pool_timeout)) == NULL)
             return NULL;
-        Py_DECREF(v);
-        if (v != Py_None)
-            return NOT_HANDLED;
     }
+    else {
+        timeout_value = Py_NewRef(timeout);
+    }
+    if (timeout_value != Py_None) {
+        if (!PyFloat_CheckExact(timeout_value) && !PyLong_CheckExact(timeout_value)) {
+            Py_DECREF(timeout_value);
+            return NOT_HANDLED;
+        }
+        limit = PyFloat_AsDouble(timeout_value);
+        if (limit == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear();
+            limit = 0.0;
+        }
+        if (!(limit > 0.0 && limit < 1e12)) {
+            Py_DECREF(timeout_value);
+            return NOT_HANDLED;
+        }
+    }
+    PyObject *r = wait_with_limit(self, waiters, n_waiters, timeout_value, limit);
+    Py_DECREF(timeout_value);
+    return r;
+}
+
+/* wait_in_line(), once the deadline is known: *limit* seconds (0: none). */
+static PyObject *
+wait_with_limit(PyObject *self, PyObject *waiters, Py_ssize_t n_waiters,
+                PyObject *timeout_value, double limit)
+{
+    PyObject *v;
+    int t;
     if ((v = slot_get(self, S.p_closed, "_closed")) == NULL)
         return NULL;
     if ((t = truthy(v)) != 0)
@@ -489,18 +522,58 @@ wait_in_line(PyObject *self, PyObject *block, PyObject *timeout, PyObject *waite
     slot_set(waiter, S.q_value, Py_NewRef(S.empty));
     slot_set(waiter, S.q_hub, hub); /* the waiter owns it now */
     slot_set(waiter, S.q_woken, Py_NewRef(Py_False));
-    PyObject *r = call_method1(waiters, str_append, waiter);
+    PyObject *deadline = Py_NewRef(Py_None);
+    if (limit > 0.0) {
+        Py_DECREF(deadline);
+        if ((deadline = PyFloat_FromDouble(start + limit)) == NULL) {
+            Py_DECREF(waiter);
+            return NULL;
+        }
+    }
+    slot_set(waiter, S.q_deadline, Py_NewRef(deadline));
+    /* Read again: the attribute lookups above may have run Python code. */
+    waiters = SLOT(self, S.p_waiters);
+    PyObject *r = waiters ? call_method1(waiters, str_append, waiter) : NULL;
     if (r == NULL) {
+        Py_DECREF(deadline);
         Py_DECREF(waiter);
         return NULL;
     }
     Py_DECREF(r);
+    if (deadline != Py_None) {
+        /* The wait watchdog must run by our deadline: as _wait() does. */
+        PyObject *due = slot_get(self, S.p_wait_watch_due, "_wait_watch_due");
+        double due_at = 0.0;
+        int sooner = due == NULL ? -1 : due == Py_None ? 1 : 0;
+        if (sooner == 0) {
+            if (as_double(due, &due_at) < 0)
+                sooner = -1;
+            else
+                sooner = start + limit < due_at;
+        }
+        if (sooner > 0) {
+            PyObject *wargs[3] = {self, deadline, SLOT(waiter, S.q_hub)};
+            r = PyObject_VectorcallMethod(str_watch_waits, wargs,
+                                          3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+            if (r == NULL)
+                sooner = -1;
+            else
+                Py_DECREF(r);
+        }
+        if (sooner < 0) {
+            abandon_wait(self, waiter);
+            Py_DECREF(deadline);
+            Py_DECREF(waiter);
+            return NULL;
+        }
+    }
 
     /* Yield point: sleep until _hand_off() gives us a slot. */
     while (SLOT(waiter, S.q_value) == S.empty) {
         r = call_method0(SLOT(waiter, S.q_hub), str_switch);
         if (r == NULL) {
             abandon_wait(self, waiter);
+            Py_DECREF(deadline);
             Py_DECREF(waiter);
             return NULL;
         }
@@ -508,6 +581,17 @@ wait_in_line(PyObject *self, PyObject *block, PyObject *timeout, PyObject *waite
     }
     PyObject *value = Py_NewRef(SLOT(waiter, S.q_value));
     Py_DECREF(waiter);
+    if (value == S.timed_out) {
+        /* The watchdog took us out of the line: raise self._timed_out(). */
+        Py_DECREF(value);
+        Py_DECREF(deadline);
+        PyObject *exc = call_method1(self, str_timed_out, timeout_value);
+        if (exc != NULL) {
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+            Py_DECREF(exc);
+        }
+        return NULL;
+    }
 
     double now, fresh_until;
     if (Py_TYPE(value) == S.record_type) {
@@ -524,6 +608,7 @@ wait_in_line(PyObject *self, PyObject *block, PyObject *timeout, PyObject *waite
             if (w == NULL && SLOT(value, S.r_pool) != self)
                 goto finish_in_python;
             Py_DECREF(value);
+            Py_DECREF(deadline);
             return w;
         }
     }
@@ -540,9 +625,10 @@ finish_in_python:
             Py_XDECREF(ev);
             Py_XDECREF(tb);
             Py_DECREF(value);
+            Py_DECREF(deadline);
             return NULL;
         }
-        PyObject *fargs[6] = {self, value, start_obj, Py_None, Py_True, int_one};
+        PyObject *fargs[6] = {self, value, start_obj, deadline, Py_True, int_one};
         if (et != NULL) {
             /* Not lent: the connection goes back, then the error is raised. */
             r = Py_TYPE(value) == S.record_type
@@ -560,6 +646,7 @@ finish_in_python:
         }
         Py_DECREF(start_obj);
         Py_DECREF(value);
+        Py_DECREF(deadline);
         return r;
     }
 }
@@ -1243,6 +1330,8 @@ install(PyObject *module, PyObject *args)
     OFF(Q, q_value, "value");
     OFF(Q, q_hub, "hub");
     OFF(Q, q_woken, "woken");
+    OFF(Q, q_deadline, "deadline");
+    OFF(P, p_wait_watch_due, "_wait_watch_due");
     OFF(P, p_waker, "_waker");
     PyObject *waker_type = global(globals, "_Waker");
     if (waker_type == NULL)
@@ -1283,6 +1372,7 @@ install(PyObject *module, PyObject *args)
         (s.missing = global(globals, "_MISSING")) == NULL ||
         (s.default_ = global(globals, "_DEFAULT")) == NULL ||
         (s.empty = global(globals, "_EMPTY")) == NULL ||
+        (s.timed_out = global(globals, "_TIMED_OUT")) == NULL ||
         (s.wake_one = global(globals, "_wake_one")) == NULL)
         return NULL;
     if ((s.empty_tuple = PyTuple_New(0)) == NULL)
@@ -1401,6 +1491,8 @@ PyInit__speedups(void)
     INTERN(str_return_record, "_return_record");
     INTERN(str_add_timer, "add_timer");
     INTERN(str_wake_rest, "_wake_rest");
+    INTERN(str_watch_waits, "_watch_waits");
+    INTERN(str_timed_out, "_timed_out");
     INTERN(str_schedule_call_global, "schedule_call_global");
     INTERN(str_wake_served, "_wake_served");
     INTERN(str_abandon_wait, "_abandon_wait");

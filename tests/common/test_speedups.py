@@ -263,10 +263,11 @@ def test_the_checkout_site_after_a_wait_is_the_callers_function(
     assert sum(pool._wait_buckets) == 1
 
 
-def test_many_cycles_leave_no_garbage(pool_cls, db, make_pool):
+@pytest.mark.parametrize("pool_timeout", [None, 30], ids=["no deadline", "deadline"])
+def test_many_cycles_leave_no_garbage(pool_cls, db, make_pool, pool_timeout):
     """Every path of get() and put(), fast and waiting, frees what it makes
     (a reference leaked in C would leave objects behind on every cycle)."""
-    pool = make_pool(pool_cls, db, max_size=2)
+    pool = make_pool(pool_cls, db, max_size=2, pool_timeout=pool_timeout)
 
     def cycles(n):
         for _ in range(n):

@@ -7,9 +7,11 @@ from __future__ import annotations
 import time
 
 import eventlet
+import eventlet.hubs
 import pytest
 
 import db_pool
+import db_pool.pool as pool_module
 from tests.common.test_compat import settle, spawn_getter, wait_until
 from tests.unit._fakes import raw_of
 
@@ -49,6 +51,78 @@ def test_pool_timeout_is_the_default_deadline(pool_cls, db, make_pool):
         pool.get()
     assert 0.09 <= time.monotonic() - start < 1.5
     pool.put(held)
+
+
+def _watchdogs_on_hub():
+    """The wait watchdog timers pending on this thread's hub."""
+    hub = eventlet.hubs.get_hub()
+    return [
+        t
+        for _, t in list(hub.timers) + list(hub.next_timers)
+        if not t.called and getattr(t, "tpl", (None,))[0] is pool_module._expire_waits
+    ]
+
+
+def test_timed_waits_share_one_watchdog_timer(pool_cls, db, make_pool):
+    """Waits with a deadline cost no hub timer each: one per pool, due at
+    the earliest deadline in line."""
+    pool = make_pool(pool_cls, db, max_size=2, pool_timeout=30)
+    before = len(_watchdogs_on_hub())
+    served = []
+
+    def worker():
+        for _ in range(10):
+            conn = pool.get()
+            served.append(conn)
+            eventlet.sleep(0)
+            pool.put(conn)
+
+    threads = [eventlet.spawn(worker) for _ in range(20)]
+    settle()
+    assert pool.waiting() > 10
+    assert len(_watchdogs_on_hub()) == before + 1
+    for gt in threads:
+        gt.wait()
+    assert len(served) == 200 and pool.stats()["timeouts"] == 0
+    assert len(_watchdogs_on_hub()) <= before + 1
+
+
+def test_a_shorter_deadline_behind_a_longer_one_times_out_first(
+    pool_cls, db, make_pool
+):
+    pool = make_pool(pool_cls, db, max_size=1)
+    held = pool.get()
+    slow, slow_done = spawn_getter(pool, timeout=5)
+    settle()
+    start = time.monotonic()
+    quick, quick_done = spawn_getter(pool, timeout=0.1)
+    with pytest.raises(db_pool.PoolTimeout) as info:
+        quick_done.wait()
+    assert 0.09 <= time.monotonic() - start < 1.5
+    assert info.value.timeout == 0.1
+    assert not slow_done.ready() and pool.waiting() == 1
+    pool.put(held)  # the first in line still gets it
+    conn = slow_done.wait()
+    assert raw_of(conn) is not None
+    pool.put(conn)
+    assert pool.stats()["timeouts"] == 1 and pool.waiting() == 0
+
+
+def test_waiters_timing_out_together_all_leave_the_line(pool_cls, db, make_pool):
+    pool = make_pool(pool_cls, db, max_size=1, pool_timeout=0.05)
+    held = pool.get()
+    getters = [spawn_getter(pool) for _ in range(30)]
+    patient, patient_done = spawn_getter(pool, timeout=None)
+    settle()
+    assert pool.waiting() == 31
+    for _, done in getters:
+        with pytest.raises(db_pool.PoolTimeout):
+            done.wait()
+    assert pool.waiting() == 1 and pool.stats()["timeouts"] == 30
+    pool.put(held)
+    conn = patient_done.wait()
+    pool.put(conn)
+    assert pool.waiting() == 0 and len(pool.free_items) == 1
 
 
 def test_explicit_timeout_none_waits_beyond_pool_timeout(pool_cls, db, make_pool):
