@@ -53,6 +53,7 @@ typedef struct {
     PyTypeObject *record_type;
     PyTypeObject *wrapper_type;
     PyTypeObject *waiter_type;
+    PyTypeObject *waker_type;
     PyObject *py_get;           /* the Python get(), for every other case */
     PyObject *py_put;           /* the Python put() */
     PyObject *globals;          /* pool.py's globals (_fork_generation) */
@@ -94,7 +95,7 @@ static PyObject *str_popleft, *str_append, *str_appendleft, *str_checkout_slow,
     *str_wake_served, *str_abandon_wait, *str_finish_checkout, *str_pool_timeout,
     *str_current_size, *str_max_size, *str_max_waiting, *str_listeners,
     *str_pool_at_max, *float_zero, *str_return_record, *str_add_timer, *str_wake_rest,
-    *str_watch_waits, *str_timed_out;
+    *str_watch_waits, *str_timed_out, *str_schedule;
 
 static PyObject *time_monotonic; /* only where clock_gettime is not time.monotonic */
 
@@ -801,12 +802,18 @@ fast_hand_off(PyObject *self, PyObject *value)
         PyObject *waker = slot_get(self, S.p_waker, "_waker");
         if (waker != NULL) {
             Py_INCREF(waker);
-            slot_set(waker, S.k_called, Py_NewRef(Py_False));
-            r = call_method1(hub, str_add_timer, waker);
+            if (Py_TYPE(waker) == S.waker_type) {
+                slot_set(waker, S.k_called, Py_NewRef(Py_False));
+                r = call_method1(hub, str_add_timer, waker);
+            }
+            else {
+                r = call_method1(waker, str_schedule, hub);
+            }
             Py_DECREF(waker);
         }
     }
-    else if (SLOT(PyList_GET_ITEM(waking, 0), S.q_hub) != hub) {
+    else if (Py_TYPE(PyList_GET_ITEM(waking, 0)) != S.waiter_type ||
+             SLOT(PyList_GET_ITEM(waking, 0), S.q_hub) != hub) {
         /* A waiter of another OS thread's hub: it wakes on its own. */
         PyObject *args[4] = {hub, float_zero, S.wake_one, waiter};
         r = PyObject_VectorcallMethod(str_schedule_call_global, args,
@@ -1341,10 +1348,11 @@ install(PyObject *module, PyObject *args)
         PyErr_SetString(PyExc_TypeError, "_Waker must be a class");
         return NULL;
     }
-    int bad = offset_of((PyTypeObject *)waker_type, "called", &s.k_called);
-    Py_DECREF(waker_type);
-    if (bad < 0)
+    if (offset_of((PyTypeObject *)waker_type, "called", &s.k_called) < 0) {
+        Py_DECREF(waker_type);
         return NULL;
+    }
+    s.waker_type = (PyTypeObject *)waker_type; /* keeps the reference */
 #undef OFF
     /* WAIT_BUCKETS, as a tuple of floats for the C bisection. */
     PyObject *buckets = global(globals, "WAIT_BUCKETS");
@@ -1493,6 +1501,7 @@ PyInit__speedups(void)
     INTERN(str_wake_rest, "_wake_rest");
     INTERN(str_watch_waits, "_watch_waits");
     INTERN(str_timed_out, "_timed_out");
+    INTERN(str_schedule, "schedule");
     INTERN(str_schedule_call_global, "schedule_call_global");
     INTERN(str_wake_served, "_wake_served");
     INTERN(str_abandon_wait, "_abandon_wait");
