@@ -24,8 +24,12 @@ They do not reset, except the greenlet hand-off given ``reset="rollback"``
 from __future__ import annotations
 
 import collections
+import glob
 import importlib
+import importlib.machinery
+import importlib.util
 import os
+import sys
 from typing import Any, Callable
 
 from eventlet import hubs as ev_hubs
@@ -110,9 +114,40 @@ def _checkin_method(probe: Any) -> Callable[[Any], object]:
 # -- db_pool ----------------------------------------------------------------
 
 
+def _has_speedups(package_dir: str) -> bool:
+    return any(
+        glob.glob(os.path.join(package_dir, "_speedups*" + suffix))
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES
+    )
+
+
+def _prefer_a_built_copy() -> None:
+    """Run from a checkout after ``pip install .``, ``import db_pool`` finds
+    the checkout's sources first (``python -m`` puts the current directory
+    first on ``sys.path``), where the C extension was never built, and the
+    benchmarks would time the pure-Python fallback.  Then the installed copy,
+    which has the extension, is imported instead; the report names the file
+    it measured.  (``pip install -e .`` or ``tox -e bench`` build the
+    extension in the checkout itself.)"""
+    if "db_pool" in sys.modules:
+        return
+    spec = importlib.util.find_spec("db_pool")
+    if spec is None or not spec.submodule_search_locations:
+        return
+    first = os.path.realpath(list(spec.submodule_search_locations)[0])
+    if _has_speedups(first):
+        return
+    for entry in sys.path:
+        candidate = os.path.realpath(os.path.join(entry or os.getcwd(), "db_pool"))
+        if candidate != first and _has_speedups(candidate):
+            sys.path.insert(0, entry)
+            return
+
+
 def load_db_pool() -> tuple[Any, str]:
     """Import db_pool; return ``(module or None, why it is missing)``."""
     try:
+        _prefer_a_built_copy()
         module = importlib.import_module("db_pool")
         module.RawConnectionPool  # noqa: B018 - fail here, not mid-benchmark
     except Exception as exc:  # any import-time failure means "skip db_pool"

@@ -126,6 +126,7 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
         "quick": args.quick,
         # Whether db_pool's get() and put() ran their C fast paths.
         "db_pool_speedups": _db_pool_speedups(args),
+        "db_pool_from": None if args.stand_in else _db_pool_file(),
     }
 
 
@@ -134,6 +135,11 @@ def _db_pool_speedups(args: argparse.Namespace) -> bool | None:
         return None
     module = load_db_pool()[0]
     return None if module is None else bool(getattr(module, "SPEEDUPS", False))
+
+
+def _db_pool_file() -> str | None:
+    module = load_db_pool()[0]
+    return None if module is None else os.path.dirname(module.__file__)
 
 
 def log(message: str) -> None:
@@ -182,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                 if env["db_pool_speedups"]
                 else "pure Python (extension not built, or DB_POOL_PURE_PYTHON=1)"
             )
+            + f"; db_pool from {env['db_pool_from']}"
         )
     print(
         "  one monkey-patched process; candidates alternate within rounds"
