@@ -346,6 +346,46 @@ not_lent:
 static PyObject not_handled_object;
 #define NOT_HANDLED (&not_handled_object)
 
+/* A new error is set while the error (et, ev, tb), fetched earlier, was
+ * being handled: the first becomes the new one's __context__, as in
+ * Python.  Takes over the three references; the new error stays set. */
+static void
+chain_to(PyObject *et, PyObject *ev, PyObject *tb)
+{
+    PyObject *et2, *ev2, *tb2;
+    PyErr_Fetch(&et2, &ev2, &tb2);
+    PyErr_NormalizeException(&et2, &ev2, &tb2);
+    if (tb2 != NULL)
+        PyException_SetTraceback(ev2, tb2);
+    PyErr_NormalizeException(&et, &ev, &tb);
+    if (tb != NULL)
+        PyException_SetTraceback(ev, tb);
+    if (ev2 != ev)
+        PyException_SetContext(ev2, ev); /* steals ev */
+    else
+        Py_DECREF(ev);
+    Py_DECREF(et);
+    Py_XDECREF(tb);
+    PyErr_Restore(et2, ev2, tb2);
+}
+
+/* args[0].name(*args[1:]) while an error is set, which stays set: the
+ * clean-up on the way out of a failure.  An error of the clean-up itself
+ * is dropped; the first one is the one to report. */
+static void
+clean_up_after_error(PyObject *name, PyObject *const *args, size_t nargs)
+{
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb);
+    PyObject *r = PyObject_VectorcallMethod(name, args,
+                                            nargs | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (r == NULL)
+        PyErr_Clear();
+    else
+        Py_DECREF(r);
+    PyErr_Restore(et, ev, tb);
+}
+
 /* The interrupted waiter leaves the line (or passes on what it was served):
  * self._abandon_wait(waiter), with the interruption raised again. */
 static PyObject *
@@ -355,18 +395,7 @@ abandon_wait(PyObject *self, PyObject *waiter)
     PyErr_Fetch(&et, &ev, &tb);
     PyObject *r = call_method1(self, str_abandon_wait, waiter);
     if (r == NULL) {
-        PyObject *et2, *ev2, *tb2;
-        PyErr_Fetch(&et2, &ev2, &tb2);
-        PyErr_NormalizeException(&et2, &ev2, &tb2);
-        if (tb2 != NULL)
-            PyException_SetTraceback(ev2, tb2);
-        PyErr_NormalizeException(&et, &ev, &tb);
-        if (tb != NULL)
-            PyException_SetTraceback(ev, tb);
-        PyException_SetContext(ev2, ev); /* steals ev */
-        Py_DECREF(et);
-        Py_XDECREF(tb);
-        PyErr_Restore(et2, ev2, tb2);
+        chain_to(et, ev, tb);
         return NULL;
     }
     Py_DECREF(r);
@@ -616,40 +645,25 @@ wait_with_limit(PyObject *self, PyObject *waiters, Py_ssize_t n_waiters,
 finish_in_python:
     /* A slot with no connection, a connection to check, the pool closed,
      * or an error above (raised from there, with the slot given back). */
-    {
-        PyObject *et = NULL, *ev = NULL, *tb = NULL;
-        if (PyErr_Occurred())
-            PyErr_Fetch(&et, &ev, &tb);
-        PyObject *start_obj = PyFloat_FromDouble(start);
-        if (start_obj == NULL) {
-            Py_XDECREF(et);
-            Py_XDECREF(ev);
-            Py_XDECREF(tb);
-            Py_DECREF(value);
-            Py_DECREF(deadline);
-            return NULL;
+    if (PyErr_Occurred()) {
+        /* Not lent: the connection goes back, then the error is raised. */
+        if (Py_TYPE(value) == S.record_type) {
+            PyObject *rargs[2] = {self, value};
+            clean_up_after_error(str_return_record, rargs, 2);
         }
-        PyObject *fargs[6] = {self, value, start_obj, deadline, Py_True, int_one};
-        if (et != NULL) {
-            /* Not lent: the connection goes back, then the error is raised. */
-            r = Py_TYPE(value) == S.record_type
-                    ? call_method1(self, str_return_record, value)
-                    : NULL;
-            Py_XDECREF(r);
-            if (r == NULL)
-                PyErr_Clear();
-            PyErr_Restore(et, ev, tb);
-            r = NULL;
-        }
-        else {
-            r = PyObject_VectorcallMethod(str_finish_checkout, fargs,
-                                          6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-        }
-        Py_DECREF(start_obj);
-        Py_DECREF(value);
-        Py_DECREF(deadline);
-        return r;
+        r = NULL;
     }
+    else {
+        PyObject *start_obj = PyFloat_FromDouble(start);
+        PyObject *fargs[6] = {self, value, start_obj, deadline, Py_True, int_one};
+        r = start_obj ? PyObject_VectorcallMethod(str_finish_checkout, fargs,
+                                                  6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)
+                      : NULL;
+        Py_XDECREF(start_obj);
+    }
+    Py_DECREF(value);
+    Py_DECREF(deadline);
+    return r;
 }
 
 static PyObject *
@@ -745,18 +759,12 @@ fast_get(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
 
 restore:
     /* An error before the record was lent: it goes back to the pool. */
-    {
-        PyObject *et, *ev, *tb, *r = NULL;
-        PyErr_Fetch(&et, &ev, &tb);
-        free = SLOT(self, S.p_free); /* read again: Python code may have run */
-        if (free != NULL)
-            r = call_method1(free, str_appendleft, rec);
-        Py_XDECREF(r);
-        Py_DECREF(rec);
-        if (r == NULL)
-            PyErr_Clear();
-        PyErr_Restore(et, ev, tb);
+    free = SLOT(self, S.p_free); /* read again: Python code may have run */
+    if (free != NULL) {
+        PyObject *rargs[2] = {free, rec};
+        clean_up_after_error(str_appendleft, rargs, 2);
     }
+    Py_DECREF(rec);
     return NULL;
 }
 
@@ -981,16 +989,7 @@ reset_failed(PyObject *self, PyObject *rec, PyObject *cleanup)
     PyObject *r = PyObject_VectorcallMethod(str_reset_failed, args,
                                             4 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     if (r == NULL) {
-        /* A new error while handling the first: chain them, as Python does. */
-        PyObject *et2, *ev2, *tb2;
-        PyErr_Fetch(&et2, &ev2, &tb2);
-        PyErr_NormalizeException(&et2, &ev2, &tb2);
-        if (tb2 != NULL)
-            PyException_SetTraceback(ev2, tb2);
-        PyException_SetContext(ev2, ev); /* steals ev */
-        Py_DECREF(et);
-        Py_XDECREF(tb);
-        PyErr_Restore(et2, ev2, tb2);
+        chain_to(et, ev, tb); /* a new error while handling the first */
         return -1;
     }
     Py_DECREF(r);
