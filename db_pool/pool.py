@@ -259,13 +259,6 @@ class _Waker:
         return "<db_pool wake-up of %r>" % (self.pool_ref(),)
 
 
-def _expire_waits(pool_ref: "weakref.ref[BaseConnectionPool]") -> None:
-    """Hub timer: the wait watchdog of a pool (held weakly)."""
-    pool = pool_ref()
-    if pool is not None:
-        pool._expire_waits()
-
-
 def _wake_one(waiter: _Waiter) -> None:
     """Hub callback: switch to one served waiter (see _hand_off)."""
     if not waiter.woken:
@@ -340,11 +333,13 @@ def _maintenance_loop(pool_ref: "weakref.ref[BaseConnectionPool]") -> None:
         _green.sleep(delay)
 
 
-def _watch_resets(pool_ref: "weakref.ref[BaseConnectionPool]") -> None:
-    """The reset watchdog's timer; holds the pool only weakly."""
+def _run_watchdog(pool_ref: "weakref.ref[BaseConnectionPool]", method: str) -> None:
+    """The hub timer of a pool's watchdog (``_watch_resets``,
+    ``_expire_waits``): runs it unless the pool is gone.  It holds the pool
+    only weakly, so a pending timer never keeps a pool alive."""
     pool = pool_ref()
     if pool is not None:
-        pool._watch_resets()
+        getattr(pool, method)()
 
 
 def _close_connections_later(records: "deque[_Record]", name: str) -> None:
@@ -1041,7 +1036,10 @@ class BaseConnectionPool:
             self._wait_watch.cancel()
         self._wait_watch_due = due
         self._wait_watch = hub.schedule_call_global(
-            max(0.0, due - monotonic()), _expire_waits, weakref.ref(self)
+            max(0.0, due - monotonic()),
+            _run_watchdog,
+            weakref.ref(self),
+            "_expire_waits",
         )
 
     def _expire_waits(self) -> None:
@@ -1684,7 +1682,7 @@ class BaseConnectionPool:
         running[me] = monotonic() + self.reset_timeout  # type: ignore[operator]
         if self._watchdog is None:
             self._watchdog = _green.get_hub().schedule_call_global(
-                self.reset_timeout, _watch_resets, weakref.ref(self)
+                self.reset_timeout, _run_watchdog, weakref.ref(self), "_watch_resets"
             )
         try:
             cleanup(conn)
@@ -1712,7 +1710,10 @@ class BaseConnectionPool:
         if running:
             oldest = next(iter(running.values()))
             self._watchdog = _green.get_hub().schedule_call_global(
-                max(oldest - monotonic(), 0.0), _watch_resets, weakref.ref(self)
+                max(oldest - monotonic(), 0.0),
+                _run_watchdog,
+                weakref.ref(self),
+                "_watch_resets",
             )
 
     def _note_error(self, wrapper: Any, exc: BaseException) -> None:

@@ -59,7 +59,9 @@ def _watchdogs_on_hub():
     return [
         t
         for _, t in list(hub.timers) + list(hub.next_timers)
-        if not t.called and getattr(t, "tpl", (None,))[0] is pool_module._expire_waits
+        if not t.called
+        and getattr(t, "tpl", (None,))[0] is pool_module._run_watchdog
+        and t.tpl[1][1] == "_expire_waits"
     ]
 
 
