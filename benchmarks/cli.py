@@ -124,22 +124,20 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
             )
         },
         "quick": args.quick,
-        # Whether db_pool's get() and put() ran their C fast paths.
-        "db_pool_speedups": _db_pool_speedups(args),
-        "db_pool_from": None if args.stand_in else _db_pool_file(),
+        **_measured_db_pool(args),
     }
 
 
-def _db_pool_speedups(args: argparse.Namespace) -> bool | None:
-    if args.stand_in:
-        return None
-    module = load_db_pool()[0]
-    return None if module is None else bool(getattr(module, "SPEEDUPS", False))
-
-
-def _db_pool_file() -> str | None:
-    module = load_db_pool()[0]
-    return None if module is None else os.path.dirname(module.__file__)
+def _measured_db_pool(args: argparse.Namespace) -> dict[str, Any]:
+    """Which db_pool the run measures: where it was imported from, and
+    whether its get() and put() ran their C fast paths (None: no db_pool)."""
+    module = None if args.stand_in else load_db_pool()[0]
+    if module is None:
+        return {"db_pool_speedups": None, "db_pool_from": None}
+    return {
+        "db_pool_speedups": bool(getattr(module, "SPEEDUPS", False)),
+        "db_pool_from": os.path.dirname(module.__file__),
+    }
 
 
 def log(message: str) -> None:
