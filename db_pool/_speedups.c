@@ -214,6 +214,35 @@ fall_back(PyObject *func, PyObject *self, PyObject *const *args, Py_ssize_t narg
     return r;
 }
 
+/* The arguments of a method taking two, *name1* and *name2* (positional
+ * or by keyword), into *arg1* and *arg2*, which hold their defaults.  0
+ * for anything else (too many, an unknown or repeated keyword): the Python
+ * method then takes the call and raises what Python raises. */
+static int
+two_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject *name1,
+         PyObject **arg1, PyObject *name2, PyObject **arg2)
+{
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs > 2)
+        return 0;
+    if (nargs >= 1)
+        *arg1 = args[0];
+    if (nargs == 2)
+        *arg2 = args[1];
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        if (nargs < 1 && (name == name1 || PyUnicode_Compare(name, name1) == 0))
+            *arg1 = args[nargs + i];
+        else if (nargs < 2 && (name == name2 || PyUnicode_Compare(name, name2) == 0))
+            *arg2 = args[nargs + i];
+        else {
+            PyErr_Clear();
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* ------------------------------------------------------------------ get */
 
 /* 1 if weak references to *obj* exist, 0 if not, -1 on error. */
@@ -692,26 +721,8 @@ static PyObject *
 fast_get(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *block = Py_True, *timeout = S.default_;
-    Py_ssize_t i, nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-
-    if (nargs > 2)
+    if (!two_args(args, nargs, kwnames, str_block, &block, str_timeout, &timeout))
         return fall_back(S.py_get, self, args, nargs, kwnames);
-    if (nargs >= 1)
-        block = args[0];
-    if (nargs == 2)
-        timeout = args[1];
-    for (i = 0; i < nkw; i++) {
-        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
-        if (nargs < 1 && (name == str_block || PyUnicode_Compare(name, str_block) == 0))
-            block = args[nargs + i];
-        else if (nargs < 2 &&
-                 (name == str_timeout || PyUnicode_Compare(name, str_timeout) == 0))
-            timeout = args[nargs + i];
-        else {
-            PyErr_Clear();
-            return fall_back(S.py_get, self, args, nargs, kwnames);
-        }
-    }
 
     PyObject *free = slot_get(self, S.p_free, "free_items");
     PyObject *waiters = slot_get(self, S.p_waiters, "_waiters");
@@ -1007,26 +1018,8 @@ static PyObject *
 fast_put(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *conn = NULL, *cleanup = S.missing;
-    Py_ssize_t i, nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-
-    if (nargs > 2)
+    if (!two_args(args, nargs, kwnames, str_conn, &conn, str_cleanup, &cleanup))
         goto python;
-    if (nargs >= 1)
-        conn = args[0];
-    if (nargs == 2)
-        cleanup = args[1];
-    for (i = 0; i < nkw; i++) {
-        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
-        if (nargs < 1 && (name == str_conn || PyUnicode_Compare(name, str_conn) == 0))
-            conn = args[nargs + i];
-        else if (nargs < 2 &&
-                 (name == str_cleanup || PyUnicode_Compare(name, str_cleanup) == 0))
-            cleanup = args[nargs + i];
-        else {
-            PyErr_Clear();
-            goto python;
-        }
-    }
     if (conn == NULL || !PyObject_TypeCheck(conn, S.wrapper_type))
         goto python;
     PyObject *rec = SLOT(conn, S.w_record);
