@@ -37,6 +37,27 @@ def spawn_getter(pool, **kwargs):
     return thread, done
 
 
+def queue_in_order(pool, count, hold=0.0):
+    """Start *count* green threads that each get() a connection, note their
+    number in the returned list, hold the connection *hold* seconds and put
+    it back; each one is in line before the next arrives.  Returns
+    ``(threads, order)``."""
+    order = []
+
+    def worker(n):
+        conn = pool.get()
+        order.append(n)
+        if hold:
+            eventlet.sleep(hold)
+        pool.put(conn)
+
+    threads = []
+    for n in range(count):
+        threads.append(eventlet.spawn(worker, n))
+        settle(1)  # n is queued before n + 1 arrives
+    return threads, order
+
+
 def settle(times=3):
     """Let every runnable green thread run up to its next block."""
     for _ in range(times):

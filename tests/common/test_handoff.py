@@ -18,7 +18,7 @@ import pytest
 
 import db_pool
 import db_pool.pool as pool_module
-from tests.common.test_compat import settle, wait_until
+from tests.common.test_compat import queue_in_order, settle, wait_until
 from tests.unit._fakes import raw_of
 
 reuse_possible = pytest.mark.skipif(
@@ -132,17 +132,7 @@ def test_waiters_served_in_one_turn_run_in_the_order_served(pool_cls, db, make_p
     # No reset: a return then never yields (a tpool rollback would).
     pool = make_pool(pool_cls, db, max_size=5, cleanup=None)
     held = [pool.get() for _ in range(5)]
-    order = []
-
-    def worker(n):
-        conn = pool.get()
-        order.append(n)
-        pool.put(conn)
-
-    threads = []
-    for n in range(15):
-        threads.append(eventlet.spawn(worker, n))
-        settle(1)
+    threads, order = queue_in_order(pool, 15)
     assert pool.waiting() == 15
     # Five returns without yielding: five waiters served in one turn.
     for conn in held:
@@ -160,18 +150,7 @@ def test_served_waiter_killed_before_it_runs_passes_the_connection_on(
 ):
     pool = make_pool(pool_cls, db, max_size=2, cleanup=None)
     held = [pool.get() for _ in range(2)]
-    got = []
-
-    def worker(n):
-        conn = pool.get()
-        got.append(n)
-        eventlet.sleep(0.01)
-        pool.put(conn)
-
-    threads = []
-    for n in range(4):
-        threads.append(eventlet.spawn(worker, n))
-        settle(1)
+    threads, got = queue_in_order(pool, 4, hold=0.01)
     # Serve waiters 0 and 1 in one turn, then kill 0 before it runs.
     pool.put(held[0])
     pool.put(held[1])

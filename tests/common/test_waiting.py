@@ -12,7 +12,12 @@ import pytest
 
 import db_pool
 import db_pool.pool as pool_module
-from tests.common.test_compat import settle, spawn_getter, wait_until
+from tests.common.test_compat import (
+    queue_in_order,
+    settle,
+    spawn_getter,
+    wait_until,
+)
 from tests.unit._fakes import raw_of
 
 
@@ -190,18 +195,7 @@ def test_non_blocking_get(pool_cls, db, make_pool):
 def test_waiters_are_served_in_arrival_order(pool_cls, db, make_pool):
     pool = make_pool(pool_cls, db, max_size=1)
     held = pool.get()
-    order = []
-
-    def worker(n):
-        conn = pool.get()
-        order.append(n)
-        eventlet.sleep(0.001)  # hold it a moment
-        pool.put(conn)
-
-    threads = []
-    for n in range(12):
-        threads.append(eventlet.spawn(worker, n))
-        settle(1)  # n is queued before n + 1 arrives
+    threads, order = queue_in_order(pool, 12, hold=0.001)
     assert pool.waiting() == 12
     pool.put(held)
     for t in threads:
@@ -213,17 +207,7 @@ def test_waiters_are_served_in_arrival_order(pool_cls, db, make_pool):
 def test_waiters_of_a_larger_pool_are_served_in_order(pool_cls, db, make_pool):
     pool = make_pool(pool_cls, db, max_size=3)
     held = [pool.get() for _ in range(3)]
-    order = []
-
-    def worker(n):
-        conn = pool.get()
-        order.append(n)
-        pool.put(conn)
-
-    threads = []
-    for n in range(20):
-        threads.append(eventlet.spawn(worker, n))
-        settle(1)
+    threads, order = queue_in_order(pool, 20)
     for conn in held:
         pool.put(conn)
     for t in threads:
