@@ -31,7 +31,7 @@ from weakref import getweakrefcount
 
 from . import _green
 from ._config import Backoff, check_callable, check_int, check_number
-from .drivers import Driver, driver_for
+from .drivers import Driver, _unproxy, driver_for
 from .errors import (
     ConfigError,
     ConnectionLeakWarning,
@@ -2143,7 +2143,7 @@ def _orphan(rec: _Record) -> None:
     # The driver's own object, not a tpool.Proxy: through the proxy,
     # fileno() is a call into eventlet's thread pool, whose threads do not
     # exist in the child, and this (at-fork) hook would never return.
-    conn = getattr(rec.conn, "_obj", rec.conn)
+    conn = _unproxy(rec.conn)
     fd = None
     for getter in (
         lambda c: c.fileno(),
