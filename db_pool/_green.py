@@ -55,6 +55,9 @@ spawn_n = eventlet.greenthread.spawn_n
 get_hub = eventlet.hubs.get_hub
 trampoline = eventlet.hubs.trampoline
 tpool = eventlet.tpool
+#: Where eventlet keeps each OS thread's hub (what get_hub() reads first):
+#: the C fast paths read it there, and call get_hub() only when it is unset.
+hub_local = eventlet.hubs._threadlocal
 
 #: What a caller can be interrupted with, besides ordinary errors: all of
 #: these must leave the pool's state whole.

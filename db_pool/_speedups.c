@@ -34,6 +34,12 @@ Py_NewRef(PyObject *obj)
     Py_INCREF(obj);
     return obj;
 }
+static inline PyObject *
+Py_XNewRef(PyObject *obj)
+{
+    Py_XINCREF(obj);
+    return obj;
+}
 #endif
 
 #define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
@@ -56,6 +62,12 @@ typedef struct {
     PyTypeObject *waker_type;
     PyObject *py_get;           /* the Python get(), for every other case */
     PyObject *py_put;           /* the Python put() */
+    PyObject *py_cursor;        /* PooledConnectionWrapper's Python cursor() */
+    PyObject *py_del;           /* PooledConnectionWrapper's Python __del__ */
+    PyObject *hand_off_descr;   /* the C _hand_off, as installed on the class */
+    PyObject *py_reset;         /* BaseConnectionPool._reset */
+    PyObject *reset_overran;    /* _ResetOverran */
+    PyObject *proxy_type;       /* eventlet.tpool.Proxy */
     PyObject *globals;          /* pool.py's globals (_fork_generation) */
     PyObject *cleanup_rollback;
     PyObject *missing;          /* put(cleanup=...) not given */
@@ -66,13 +78,17 @@ typedef struct {
     PyObject *wait_buckets;     /* WAIT_BUCKETS: a tuple of floats */
     PyObject *wake_one;         /* _wake_one */
     PyObject *get_hub;
+    PyObject *hub_local;        /* eventlet's per-thread holder of the hub */
+    PyObject *base_hub_switch;  /* eventlet's BaseHub.switch */
     PyObject *getcurrent;
     PyObject *getweakrefcount;  /* weakref.getweakrefcount */
     /* BaseConnectionPool slots */
     Py_ssize_t p_free, p_waiters, p_spares, p_checkouts, p_out_hooks,
         p_in_hooks, p_max_uses, p_is_closed, p_hold, p_cleanup,
         p_reset_timeout, p_resets, p_resets_skipped, p_idle_window, p_closed,
-        p_waking, p_waits, p_wait_time_total, p_wait_time_max, p_wait_buckets;
+        p_waking, p_waits, p_wait_time_total, p_wait_time_max, p_wait_buckets,
+        p_pool_timeout, p_max_waiting, p_on_at_max, p_resets_running, p_watchdog, p_closed_attr, p_closed_negated,
+        p_status_method;
     /* _Waiter slots */
     Py_ssize_t q_greenlet, q_value, q_hub, q_woken, q_deadline;
     /* _Waker slot, and the pool's */
@@ -95,7 +111,9 @@ static PyObject *str_popleft, *str_append, *str_appendleft, *str_checkout_slow,
     *str_wake_served, *str_abandon_wait, *str_finish_checkout, *str_pool_timeout,
     *str_current_size, *str_max_size, *str_max_waiting, *str_listeners,
     *str_pool_at_max, *float_zero, *str_return_record, *str_add_timer, *str_wake_rest,
-    *str_watch_waits, *str_timed_out, *str_schedule;
+    *str_watch_waits, *str_timed_out, *str_schedule, *str_hub, *str_greenlet,
+    *str_dead, *str_parent, *str_switch_out, *str_cursor, *str_arm_reset_watchdog,
+    *str_reset_overran, *str_pool;
 
 static PyObject *time_monotonic; /* only where clock_gettime is not time.monotonic */
 
@@ -467,6 +485,94 @@ count_wait(PyObject *self, double wait)
     return PyList_SetItem(buckets, i, count); /* steals count */
 }
 
+/* ---------------------------------------------------------- the hub */
+
+/* eventlet.hubs.get_hub(), reading where it reads first (a new reference). */
+static PyObject *
+current_hub(void)
+{
+    PyObject *hub = PyObject_GetAttr(S.hub_local, str_hub);
+    if (hub != NULL || !PyErr_ExceptionMatches(PyExc_AttributeError))
+        return hub;
+    PyErr_Clear();
+    return PyObject_CallNoArgs(S.get_hub); /* makes this thread's hub */
+}
+
+/* getattr(obj, name, None) as a new reference; NULL only on an error. */
+static PyObject *
+optional_attr(PyObject *obj, PyObject *name)
+{
+    PyObject *v;
+#if PY_VERSION_HEX >= 0x030D0000
+    if (PyObject_GetOptionalAttr(obj, name, &v) < 0)
+        return NULL;
+#else
+    if (_PyObject_LookupAttr(obj, name, &v) < 0)
+        return NULL;
+#endif
+    return v != NULL ? v : Py_NewRef(Py_None);
+}
+
+/* hub.switch() for the green thread *me*: what eventlet's Hub.switch does
+ * (make the hub our parent, switch to its greenlet), without running it
+ * as Python code.  Anything unusual (a hub class with a switch() of its
+ * own, a green thread with a switch_out hook, a hub greenlet that ended)
+ * calls hub.switch() itself. */
+static PyObject *
+hub_switch(PyObject *hub, PyObject *me)
+{
+    if (_PyType_Lookup(Py_TYPE(hub), str_switch) != S.base_hub_switch)
+        return call_method0(hub, str_switch);
+    PyObject *hook = optional_attr(me, str_switch_out);
+    if (hook == NULL)
+        return NULL;
+    Py_DECREF(hook);
+    if (hook != Py_None)
+        return call_method0(hub, str_switch);
+    PyObject *hg = PyObject_GetAttr(hub, str_greenlet);
+    if (hg == NULL)
+        return NULL;
+    PyObject *v = PyObject_GetAttr(hg, str_dead);
+    int t = v ? truthy(v) : -1;
+    Py_XDECREF(v);
+    if (t != 0) {
+        Py_DECREF(hg);
+        return t < 0 ? NULL : call_method0(hub, str_switch);
+    }
+    if (hg == me) {
+        /* As eventlet's assertion: the hub cannot wait for itself. */
+        Py_DECREF(hg);
+        PyErr_SetString(PyExc_AssertionError, "Cannot switch to MAINLOOP from MAINLOOP");
+        return NULL;
+    }
+    /* eventlet: if the hub's parent is not us, we get the hub as parent
+     * (skipped when we have it already: the same assignment). */
+    PyObject *hub_parent = PyObject_GetAttr(hg, str_parent);
+    if (hub_parent == NULL) {
+        Py_DECREF(hg);
+        return NULL;
+    }
+    Py_DECREF(hub_parent);
+    if (hub_parent != me) {
+        PyObject *mine = PyObject_GetAttr(me, str_parent);
+        if (mine == NULL) {
+            Py_DECREF(hg);
+            return NULL;
+        }
+        Py_DECREF(mine);
+        if (mine != hg && PyObject_SetAttr(me, str_parent, hg) < 0) {
+            if (!PyErr_ExceptionMatches(PyExc_ValueError)) {
+                Py_DECREF(hg);
+                return NULL;
+            }
+            PyErr_Clear(); /* a parent cycle: eventlet ignores it too */
+        }
+    }
+    PyObject *r = call_method0(hg, str_switch);
+    Py_DECREF(hg);
+    return r;
+}
+
 static PyObject *wait_with_limit(PyObject *self, PyObject *waiters, Py_ssize_t n_waiters,
                                  PyObject *timeout_value, double limit);
 
@@ -489,8 +595,9 @@ wait_in_line(PyObject *self, PyObject *block, PyObject *timeout, PyObject *waite
     double limit = 0.0;
     PyObject *timeout_value;
     if (timeout == S.default_) {
-        if ((timeout_value = PyObject_GetAttr(self, str_pool_timeout)) == NULL)
+        if ((timeout_value = slot_get(self, S.p_pool_timeout, "pool_timeout")) == NULL)
             return NULL;
+        Py_INCREF(timeout_value);
     }
     else {
         timeout_value = Py_NewRef(timeout);
@@ -537,33 +644,25 @@ wait_with_limit(PyObject *self, PyObject *waiters, Py_ssize_t n_waiters,
         if (t != 0)
             return t < 0 ? NULL : NOT_HANDLED;
     }
-    if ((v = PyObject_GetAttr(self, str_max_waiting)) == NULL)
+    if ((v = slot_get(self, S.p_max_waiting, "max_waiting")) == NULL)
         return NULL;
     if (v != Py_None) {
         PyObject *n = PyLong_FromSsize_t(n_waiters);
         t = n ? PyObject_RichCompareBool(n, v, Py_GE) : -1;
         Py_XDECREF(n);
-        if (t != 0) {
-            Py_DECREF(v);
+        if (t != 0)
             return t < 0 ? NULL : NOT_HANDLED;
-        }
     }
-    Py_DECREF(v);
-    if ((v = PyObject_GetAttr(self, str_listeners)) == NULL)
+    /* A "pool_at_max" listener: the Python code fires it. */
+    if ((v = slot_get(self, S.p_on_at_max, "_on_pool_at_max")) == NULL)
         return NULL;
-    PyObject *at_max = PyObject_GetAttr(v, str_pool_at_max);
-    Py_DECREF(v);
-    if (at_max == NULL)
-        return NULL;
-    t = truthy(at_max);
-    Py_DECREF(at_max);
-    if (t != 0)
+    if ((t = truthy(v)) != 0)
         return t < 0 ? NULL : NOT_HANDLED;
 
     double start;
     if (monotonic(&start) < 0)
         return NULL;
-    PyObject *hub = PyObject_CallNoArgs(S.get_hub);
+    PyObject *hub = current_hub();
     if (hub == NULL)
         return NULL;
     PyObject *me = PyObject_CallNoArgs(S.getcurrent);
@@ -629,7 +728,7 @@ wait_with_limit(PyObject *self, PyObject *waiters, Py_ssize_t n_waiters,
 
     /* Yield point: sleep until _hand_off() gives us a slot. */
     while (SLOT(waiter, S.q_value) == S.empty) {
-        r = call_method0(SLOT(waiter, S.q_hub), str_switch);
+        r = hub_switch(SLOT(waiter, S.q_hub), SLOT(waiter, S.q_greenlet));
         if (r == NULL) {
             abandon_wait(self, waiter);
             Py_DECREF(deadline);
@@ -965,9 +1064,30 @@ checkin_is_plain(PyObject *self, PyObject *rec, double now)
         return -1;
     if (is_closed != Py_None) {
         PyObject *conn = slot_get(rec, S.r_conn, "conn");
-        if (conn == NULL)
+        PyObject *attr = slot_get(self, S.p_closed_attr, "_closed_attr");
+        if (conn == NULL || attr == NULL)
             return -1;
         Py_INCREF(conn);
+        if (PyUnicode_CheckExact(attr) && Py_TYPE(conn) != (PyTypeObject *)S.proxy_type) {
+            /* is_closed(conn), read off the driver's connection (see
+             * Driver.closed_flag): an error there means closed. */
+            PyObject *v = PyObject_GetAttr(conn, attr);
+            Py_DECREF(conn);
+            if (v == NULL) {
+                PyErr_Clear();
+                return 0;
+            }
+            t = truthy(v);
+            Py_DECREF(v);
+            if (t < 0) {
+                PyErr_Clear();
+                return 0;
+            }
+            PyObject *negated = slot_get(self, S.p_closed_negated, "_closed_negated");
+            if (negated == NULL)
+                return -1;
+            return (t != (negated == Py_True)) ? 0 : 1;
+        }
         PyObject *r = call1(is_closed, conn);
         Py_DECREF(conn);
         if (r == NULL)
@@ -1012,6 +1132,85 @@ reset_failed(PyObject *self, PyObject *rec, PyObject *cleanup)
     Py_DECREF(ev);
     Py_XDECREF(tb);
     return 0;
+}
+
+/* self._reset(cleanup, raw): run the cleanup with our green thread in
+ * _resets_running, where the reset watchdog finds it once reset_timeout
+ * has passed; as the Python method, line for line. */
+static PyObject *
+reset_with_deadline(PyObject *self, PyObject *cleanup, PyObject *raw,
+                    PyObject *reset_timeout)
+{
+    double limit, now;
+    PyObject *running = slot_get(self, S.p_resets_running, "_resets_running");
+    if (running == NULL || as_double(reset_timeout, &limit) < 0 || monotonic(&now) < 0)
+        return NULL;
+    if (!PyDict_CheckExact(running)) {
+        PyErr_SetString(PyExc_TypeError, "_resets_running must be a dict");
+        return NULL;
+    }
+    Py_INCREF(running);
+    PyObject *me = PyObject_CallNoArgs(S.getcurrent);
+    PyObject *deadline = me ? PyFloat_FromDouble(now + limit) : NULL;
+    int t = deadline ? PyDict_SetItem(running, me, deadline) : -1;
+    Py_XDECREF(deadline);
+    if (t < 0) {
+        Py_XDECREF(me);
+        Py_DECREF(running);
+        return NULL;
+    }
+    PyObject *r;
+    PyObject *watchdog = SLOT(self, S.p_watchdog);
+    if (watchdog == NULL || watchdog == Py_None) {
+        r = call_method0(self, str_arm_reset_watchdog);
+        if (r == NULL)
+            goto finally;
+        Py_DECREF(r);
+    }
+    r = cleanup == S.cleanup_rollback ? call_method0(raw, str_rollback) /* the same */
+                                      : call1(cleanup, raw);
+    if (r == NULL && PyErr_ExceptionMatches(S.reset_overran)) {
+        /* Our watchdog's interruption becomes a PoolError (from None);
+         * another pool's goes on as it is. */
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb);
+        PyErr_NormalizeException(&et, &ev, &tb);
+        PyObject *owner = ev ? PyObject_GetAttr(ev, str_pool) : NULL;
+        if (owner == NULL) {
+            chain_to(et, ev, tb);
+            goto finally;
+        }
+        Py_DECREF(owner);
+        if (owner != self) {
+            PyErr_Restore(et, ev, tb);
+            goto finally;
+        }
+        PyObject *err = call_method0(self, str_reset_overran);
+        if (err == NULL) {
+            chain_to(et, ev, tb);
+            goto finally;
+        }
+        if (tb != NULL)
+            PyException_SetTraceback(ev, tb);
+        PyException_SetContext(err, ev); /* steals ev */
+        PyException_SetCause(err, NULL); /* "from None" */
+        Py_DECREF(et);
+        Py_XDECREF(tb);
+        PyErr_SetObject((PyObject *)Py_TYPE(err), err);
+        Py_DECREF(err);
+    }
+finally:
+    /* running.pop(me, None), with any error kept for the caller. */
+    {
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb);
+        if (PyDict_DelItem(running, me) < 0)
+            PyErr_Clear();
+        PyErr_Restore(et, ev, tb);
+    }
+    Py_DECREF(me);
+    Py_DECREF(running);
+    return r;
 }
 
 static PyObject *
@@ -1084,16 +1283,35 @@ fast_put(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
         Py_INCREF(raw);
         int skip = 0;
         if (cleanup == S.cleanup_rollback && status != Py_None) {
-            Py_INCREF(status);
-            PyObject *r = call1(status, raw);
-            Py_DECREF(status);
-            if (r == NULL) {
+            PyObject *method = slot_get(self, S.p_status_method, "_status_method");
+            if (method == NULL) {
                 Py_DECREF(raw);
                 Py_DECREF(cleanup);
                 goto error;
             }
-            skip = (r == Py_False);
-            Py_DECREF(r);
+            if (PyUnicode_CheckExact(method) && Py_TYPE(raw) != (PyTypeObject *)S.proxy_type) {
+                /* rec.status(raw), asked of the connection itself (see
+                 * Driver.status_method): 0 means idle; an error, unknown. */
+                PyObject *r = call_method0(raw, method);
+                if (r == NULL)
+                    PyErr_Clear();
+                else {
+                    skip = PyLong_CheckExact(r) && PyLong_AsLong(r) == 0;
+                    Py_DECREF(r);
+                }
+            }
+            else {
+                Py_INCREF(status);
+                PyObject *r = call1(status, raw);
+                Py_DECREF(status);
+                if (r == NULL) {
+                    Py_DECREF(raw);
+                    Py_DECREF(cleanup);
+                    goto error;
+                }
+                skip = (r == Py_False);
+                Py_DECREF(r);
+            }
         }
         if (skip) {
             if (slot_incr(self, S.p_resets_skipped, "_resets_skipped") < 0) {
@@ -1113,9 +1331,14 @@ fast_put(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
                 goto error;
             }
             if (reset_timeout != Py_None) {
-                PyObject *rargs[3] = {self, cleanup, raw};
-                r = PyObject_VectorcallMethod(str_reset, rargs,
-                                              3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+                if (_PyType_Lookup(Py_TYPE(self), str_reset) == S.py_reset) {
+                    r = reset_with_deadline(self, cleanup, raw, reset_timeout);
+                }
+                else { /* a subclass's own _reset() */
+                    PyObject *rargs[3] = {self, cleanup, raw};
+                    r = PyObject_VectorcallMethod(str_reset, rargs,
+                                                  3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+                }
             }
             else if (cleanup == S.cleanup_rollback) {
                 r = call_method0(raw, str_rollback); /* the same, one call less */
@@ -1169,7 +1392,11 @@ fast_put(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
         goto error;
     PyObject *r;
     if (n > 0) {
-        r = call_method1(self, str_hand_off, rec); /* a subclass may override it */
+        /* A subclass may override _hand_off(). */
+        if (_PyType_Lookup(Py_TYPE(self), str_hand_off) == S.hand_off_descr)
+            r = fast_hand_off(self, rec);
+        else
+            r = call_method1(self, str_hand_off, rec);
     }
     else {
         PyObject *free = slot_get(self, S.p_free, "free_items");
@@ -1207,6 +1434,61 @@ python:
     return fall_back(S.py_put, self, args, nargs, kwnames);
 }
 
+/* ------------------------------------------------------------ wrapper */
+
+/* PooledConnectionWrapper.cursor(): the lent connection's cursor(); the
+ * Python method for everything else (a returned or detached wrapper). */
+static PyObject *
+wrapper_cursor(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+               PyObject *kwnames)
+{
+    if (PyObject_TypeCheck(self, S.wrapper_type)) {
+        PyObject *rec = SLOT(self, S.w_record);
+        if (rec != NULL && Py_TYPE(rec) == S.record_type) {
+            PyObject *conn = SLOT(rec, S.r_conn);
+            if (conn != NULL) {
+                Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+                PyObject *small[8];
+                PyObject **stack = small;
+                if (nargs + nkw + 1 > 8) {
+                    stack = PyMem_Malloc((nargs + nkw + 1) * sizeof(PyObject *));
+                    if (stack == NULL)
+                        return PyErr_NoMemory();
+                }
+                Py_INCREF(conn);
+                stack[0] = conn;
+                for (Py_ssize_t i = 0; i < nargs + nkw; i++)
+                    stack[i + 1] = args[i];
+                PyObject *r = PyObject_VectorcallMethod(str_cursor, stack, (nargs + 1), kwnames);
+                Py_DECREF(conn);
+                if (stack != small)
+                    PyMem_Free(stack);
+                return r;
+            }
+        }
+    }
+    return fall_back(S.py_cursor, self, args, nargs, kwnames);
+}
+
+/* The finalizer of PooledConnectionWrapper: a returned wrapper (the usual
+ * case) has nothing to do; a lent one goes to the Python __del__, which
+ * has the pool reclaim the connection. */
+static void
+wrapper_finalize(PyObject *self)
+{
+    PyObject *rec = SLOT(self, S.w_record);
+    if (rec == NULL || rec == Py_None)
+        return;
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb);
+    PyObject *r = call1(S.py_del, self);
+    if (r == NULL)
+        PyErr_WriteUnraisable(S.py_del);
+    else
+        Py_DECREF(r);
+    PyErr_Restore(et, ev, tb);
+}
+
 /* -------------------------------------------------------------- install */
 
 static PyMethodDef get_def = {
@@ -1216,6 +1498,8 @@ static PyMethodDef put_def = {
 static PyMethodDef hand_off_def = {"_hand_off", (PyCFunction)fast_hand_off, METH_O, NULL};
 static PyMethodDef wake_served_def = {"_wake_served", (PyCFunction)fast_wake_served,
                                       METH_NOARGS, NULL};
+static PyMethodDef cursor_def = {"cursor", (PyCFunction)(void (*)(void))wrapper_cursor,
+                                 METH_FASTCALL | METH_KEYWORDS, NULL};
 
 static int
 offset_of(PyTypeObject *cls, const char *name, Py_ssize_t *out)
@@ -1331,6 +1615,14 @@ install(PyObject *module, PyObject *args)
     OFF(Q, q_woken, "woken");
     OFF(Q, q_deadline, "deadline");
     OFF(P, p_wait_watch_due, "_wait_watch_due");
+    OFF(P, p_pool_timeout, "pool_timeout");
+    OFF(P, p_max_waiting, "max_waiting");
+    OFF(P, p_on_at_max, "_on_pool_at_max");
+    OFF(P, p_resets_running, "_resets_running");
+    OFF(P, p_watchdog, "_watchdog");
+    OFF(P, p_closed_attr, "_closed_attr");
+    OFF(P, p_closed_negated, "_closed_negated");
+    OFF(P, p_status_method, "_status_method");
     OFF(P, p_waker, "_waker");
     PyObject *waker_type = global(globals, "_Waker");
     if (waker_type == NULL)
@@ -1364,10 +1656,32 @@ install(PyObject *module, PyObject *args)
     if (green == NULL)
         return NULL;
     s.get_hub = PyObject_GetAttrString(green, "get_hub");
-    s.getcurrent = s.get_hub ? PyObject_GetAttrString(green, "current_greenlet") : NULL;
+    s.hub_local = s.get_hub ? PyObject_GetAttrString(green, "hub_local") : NULL;
+    s.getcurrent = s.hub_local ? PyObject_GetAttrString(green, "current_greenlet") : NULL;
     Py_DECREF(green);
     if (s.getcurrent == NULL)
         return NULL;
+    {
+        PyObject *hubmod = PyImport_ImportModule("eventlet.hubs.hub");
+        PyObject *base = hubmod ? PyObject_GetAttrString(hubmod, "BaseHub") : NULL;
+        Py_XDECREF(hubmod);
+        if (base == NULL)
+            return NULL;
+        if (!PyType_Check(base)) {
+            Py_DECREF(base);
+            PyErr_SetString(PyExc_TypeError, "eventlet's BaseHub is not a class");
+            return NULL;
+        }
+        /* Borrowed from the class, which the hub module keeps alive. */
+        s.base_hub_switch = _PyType_Lookup((PyTypeObject *)base, str_switch);
+        Py_XINCREF(s.base_hub_switch);
+        Py_DECREF(base);
+        if (s.base_hub_switch == NULL) {
+            PyErr_SetString(PyExc_TypeError, "eventlet's BaseHub has no switch()");
+            return NULL;
+        }
+    }
+
     if ((s.cleanup_rollback = global(globals, "cleanup_rollback")) == NULL ||
         (s.missing = global(globals, "_MISSING")) == NULL ||
         (s.default_ = global(globals, "_DEFAULT")) == NULL ||
@@ -1377,6 +1691,17 @@ install(PyObject *module, PyObject *args)
         return NULL;
     if ((s.empty_tuple = PyTuple_New(0)) == NULL)
         return NULL;
+    if ((s.reset_overran = global(globals, "_ResetOverran")) == NULL)
+        return NULL;
+    if ((s.py_reset = PyObject_GetAttrString(pool_type, "_reset")) == NULL)
+        return NULL;
+    {
+        PyObject *tpool = PyImport_ImportModule("eventlet.tpool");
+        s.proxy_type = tpool ? PyObject_GetAttrString(tpool, "Proxy") : NULL;
+        Py_XDECREF(tpool);
+        if (s.proxy_type == NULL)
+            return NULL;
+    }
     PyObject *weakref = PyImport_ImportModule("weakref");
     if (weakref == NULL)
         return NULL;
@@ -1399,6 +1724,17 @@ install(PyObject *module, PyObject *args)
     }
     s.py_get = py_get;
     s.py_put = py_put;
+    s.py_cursor = PyObject_GetAttrString(wrapper_type, "cursor");
+    s.py_del = s.py_cursor ? PyObject_GetAttrString(wrapper_type, "__del__") : NULL;
+    if (s.py_del == NULL)
+        return NULL;
+    if (!PyFunction_Check(s.py_cursor) || !PyFunction_Check(s.py_del) ||
+        W->tp_finalize == NULL) {
+        PyErr_SetString(PyExc_TypeError,
+                        "the wrapper's cursor and __del__ must be Python functions");
+        return NULL;
+    }
+    cursor_def.ml_doc = copy_doc(s.py_cursor, "A cursor of the lent connection.");
     get_def.ml_doc = copy_doc(py_get, "Check out a connection.");
     put_def.ml_doc = copy_doc(py_put, "Return a connection to the pool.");
     PyObject *hand_off_py = PyObject_GetAttrString(pool_type, "_hand_off");
@@ -1425,13 +1761,18 @@ install(PyObject *module, PyObject *args)
     PyObject *put = get ? PyDescr_NewMethod(P, &put_def) : NULL;
     PyObject *hand_off = put ? PyDescr_NewMethod(P, &hand_off_def) : NULL;
     PyObject *wake_served = hand_off ? PyDescr_NewMethod(P, &wake_served_def) : NULL;
-    int failed = wake_served == NULL ||
+    PyObject *cursor = wake_served ? PyDescr_NewMethod(W, &cursor_def) : NULL;
+    S.hand_off_descr = Py_XNewRef(hand_off);
+    int failed = cursor == NULL ||
                  PyObject_SetAttrString(pool_type, "_py_get", py_get) < 0 ||
                  PyObject_SetAttrString(pool_type, "_py_put", py_put) < 0 ||
                  PyObject_SetAttrString(pool_type, "get", get) < 0 ||
                  PyObject_SetAttrString(pool_type, "put", put) < 0 ||
                  PyObject_SetAttrString(pool_type, "_hand_off", hand_off) < 0 ||
-                 PyObject_SetAttrString(pool_type, "_wake_served", wake_served) < 0;
+                 PyObject_SetAttrString(pool_type, "_wake_served", wake_served) < 0 ||
+                 PyObject_SetAttrString(wrapper_type, "_py_cursor", S.py_cursor) < 0 ||
+                 PyObject_SetAttrString(wrapper_type, "cursor", cursor) < 0;
+    Py_XDECREF(cursor);
     Py_XDECREF(get);
     Py_XDECREF(put);
     Py_XDECREF(hand_off);
@@ -1442,10 +1783,16 @@ install(PyObject *module, PyObject *args)
         PyErr_Fetch(&et, &ev, &tb);
         PyObject_SetAttrString(pool_type, "get", py_get);
         PyObject_SetAttrString(pool_type, "put", py_put);
+        PyObject_SetAttrString(wrapper_type, "cursor", S.py_cursor);
         PyErr_Restore(et, ev, tb);
         S.installed = 0;
         return NULL;
     }
+    /* Set after the class attributes: assigning them re-derives no slot
+     * from __del__, which stays in the class for subclasses and for
+     * anyone who calls it. */
+    W->tp_finalize = wrapper_finalize;
+    PyType_Modified(W);
     Py_RETURN_NONE;
 }
 
@@ -1504,6 +1851,15 @@ PyInit__speedups(void)
     INTERN(str_max_waiting, "max_waiting");
     INTERN(str_listeners, "_listeners");
     INTERN(str_pool_at_max, "pool_at_max");
+    INTERN(str_hub, "hub");
+    INTERN(str_greenlet, "greenlet");
+    INTERN(str_dead, "dead");
+    INTERN(str_parent, "parent");
+    INTERN(str_switch_out, "switch_out");
+    INTERN(str_cursor, "cursor");
+    INTERN(str_arm_reset_watchdog, "_arm_reset_watchdog");
+    INTERN(str_reset_overran, "_reset_overran");
+    INTERN(str_pool, "pool");
     if ((int_one = PyLong_FromLong(1)) == NULL)
         return NULL;
     if ((float_zero = PyFloat_FromDouble(0.0)) == NULL)

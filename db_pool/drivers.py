@@ -60,6 +60,16 @@ class Driver:
     #: Whether the driver is known to talk to a server over the network; if
     #: so, resets and pings get a deadline by default (``reset_timeout``).
     networked = False
+    #: ``(attribute, negated)``: :meth:`is_closed` is exactly
+    #: ``bool(getattr(conn, attribute))`` (``not ...`` when *negated*) for
+    #: the driver's own connection, True if that raises.  The pool's C fast
+    #: path then reads the attribute instead of calling the method.
+    closed_flag: tuple[str, bool] | None = None
+    #: A method of the driver's connection, without arguments and without
+    #: I/O, that returns 0 when no transaction is open (anything else: one
+    #: may be): :meth:`transaction_open` of an open connection, in short,
+    #: for the pool's C fast path.
+    status_method: str | None = None
 
     def __init__(self, module: Any) -> None:
         self.module = module
@@ -157,6 +167,8 @@ _PG_SESSION_ENDED = frozenset({"57P01", "57P02", "57P03"})
 class Psycopg2Driver(Driver):
     dbname_keyword = "dbname"
     networked = True
+    closed_flag = ("closed", False)
+    status_method = "get_transaction_status"
 
     def transaction_open(self, conn: Any) -> bool | None:
         raw = _unproxy(conn)
@@ -263,6 +275,7 @@ class MySQLDriver(Driver):
 class PyMySQLDriver(MySQLDriver):
     # PyMySQL still accepts ``db`` but warns that it is deprecated.
     dbname_keyword = "database"
+    closed_flag = ("open", True)
 
     def transaction_open(self, conn: Any) -> bool | None:
         raw = _unproxy(conn)

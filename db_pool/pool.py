@@ -406,6 +406,14 @@ class BaseConnectionPool:
         "_closed",
         "_waking",
         "_waker",
+        "pool_timeout",
+        "max_waiting",
+        "_on_pool_at_max",
+        "_resets_running",
+        "_watchdog",
+        "_closed_attr",
+        "_closed_negated",
+        "_status_method",
         "_wait_watch_due",
         "_waits",
         "_wait_time_total",
@@ -567,7 +575,15 @@ class BaseConnectionPool:
         self._listeners = Listeners(self.name, listeners)
         self._on_checked_out = self._listeners.connection_checked_out
         self._on_checked_in = self._listeners.connection_checked_in
+        # The list itself (Listeners edits it in place): get() tests it.
+        self._on_pool_at_max = self._listeners.pool_at_max
         self._is_closed = self._driver.closed_getter()
+        # The same answers, read straight off the driver's connection by the
+        # C fast paths (see Driver.closed_flag and Driver.status_method).
+        flag = self._driver.closed_flag if self._is_closed is not None else None
+        self._closed_attr = flag[0] if flag else None
+        self._closed_negated = bool(flag and flag[1])
+        self._status_method = self._driver.status_method
         # Returned wrappers kept for reuse (see _unreferenced_count); only
         # for the plain wrapper class, whose only state is the record.
         self._spares: deque[Any] | None = (
@@ -997,7 +1013,7 @@ class BaseConnectionPool:
                 % (self.name, len(self._waiters), self.max_waiting),
                 self.name,
             )
-        if self._listeners.pool_at_max:
+        if self._on_pool_at_max:
             self._listeners.fire("pool_at_max")
         hub = _green.get_hub()
         waiter = _Waiter(hub, deadline)
@@ -1681,19 +1697,27 @@ class BaseConnectionPool:
         me = _green.current_greenlet()
         running[me] = monotonic() + self.reset_timeout  # type: ignore[operator]
         if self._watchdog is None:
-            self._watchdog = _green.get_hub().schedule_call_global(
-                self.reset_timeout, _run_watchdog, weakref.ref(self), "_watch_resets"
-            )
+            self._arm_reset_watchdog()
         try:
             cleanup(conn)
         except _ResetOverran as exc:
             if exc.pool is not self:
                 raise
-            raise PoolError(
-                "reset did not finish within %gs" % (self.reset_timeout,), self.name
-            ) from None
+            raise self._reset_overran() from None
         finally:
             running.pop(me, None)
+
+    def _arm_reset_watchdog(self) -> None:
+        """Have the reset watchdog run once ``reset_timeout`` has passed."""
+        self._watchdog = _green.get_hub().schedule_call_global(
+            self.reset_timeout, _run_watchdog, weakref.ref(self), "_watch_resets"
+        )
+
+    def _reset_overran(self) -> PoolError:
+        """The error of a reset that our watchdog interrupted."""
+        return PoolError(
+            "reset did not finish within %gs" % (self.reset_timeout,), self.name
+        )
 
     def _watch_resets(self) -> None:
         """Hub timer: interrupt the resets past their deadline, then re-arm."""
