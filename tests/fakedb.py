@@ -271,6 +271,7 @@ class FakeConnection:
         self.execute_error = None
         self.ping_error = None
         self.close_error = None
+        self.status_value = 0
         self._hang = False
         self._gate = _Gate()
 
@@ -300,6 +301,14 @@ class FakeConnection:
     def kill(self):
         """Make the connection dead, as if the server dropped it."""
         self.dead = True
+
+    def status_code(self):
+        """``status_value`` (raised if it is an exception): a stand-in for a
+        driver's transaction-status method (``Driver.status_method``)."""
+        value = self.status_value
+        if isinstance(value, BaseException):
+            raise value
+        return value
 
     # -- DB-API ---------------------------------------------------------------
 

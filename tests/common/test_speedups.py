@@ -296,3 +296,241 @@ def test_many_cycles_leave_no_garbage(pool_cls, db, make_pool, pool_timeout):
     assert grown < 64 * 1024, grown
     assert pool.waiting() == 0 and len(pool.free_items) == 2
     assert pool.stats()["waits"] > 0  # the waiting path ran too
+
+
+# -- what the C fast paths read straight off the driver's connection -----------
+
+
+def _hint_closed_flag(pool, attr, negated):
+    """Give *pool* a driver whose is_closed is the flag *attr* (see
+    Driver.closed_flag), as Psycopg2Driver and PyMySQLDriver have."""
+
+    def is_closed(conn):
+        try:
+            value = bool(getattr(raw_of_unproxied(conn), attr))
+        except Exception:
+            return True
+        return not value if negated else value
+
+    pool._is_closed = is_closed
+    pool._closed_attr = attr
+    pool._closed_negated = negated
+
+
+class _Alive:
+    """A connection flag that is ``not closed``, and raises when told to."""
+
+    def __get__(self, obj, cls=None):
+        if obj is None:
+            return self
+        if getattr(obj, "flag_broken", False):
+            raise RuntimeError("flag unreadable")
+        return not obj.closed
+
+
+def test_a_closed_flag_discards_the_connection_on_return(pool_cls, db, make_pool):
+    pool = make_pool(pool_cls, db, max_size=1)
+    _hint_closed_flag(pool, "closed", False)
+    conn = pool.get()
+    raw = raw_of(conn)
+    pool.put(conn)
+    conn = pool.get()
+    assert raw_of(conn) is raw  # an open connection is kept
+    raw.closed = True
+    pool.put(conn)
+    assert pool.current_size == 0
+    assert pool.stats()["discarded_dead"] == 1
+    conn = pool.get()
+    assert raw_of(conn) is not raw
+    pool.put(conn)
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["closed", "unreadable"])
+def test_a_negated_flag_or_one_that_raises_means_closed(
+    pool_cls, db, make_pool, broken
+):
+    from tests.fakedb import FakeConnection
+
+    FakeConnection.alive = _Alive()
+    try:
+        pool = make_pool(pool_cls, db, max_size=1)
+        _hint_closed_flag(pool, "alive", True)  # closed = not conn.alive
+        conn = pool.get()
+        raw = raw_of(conn)
+        pool.put(conn)
+        conn = pool.get()
+        assert raw_of(conn) is raw
+        if broken:
+            raw.flag_broken = True
+        else:
+            raw.closed = True
+        pool.put(conn)
+        assert pool.current_size == 0
+        assert pool.stats()["discarded_dead"] == 1
+    finally:
+        del FakeConnection.alive
+
+
+@pytest.mark.parametrize(
+    "status, rolled_back",
+    [(0, False), (2, True), (RuntimeError("status unknown"), True), ("2", True)],
+    ids=["idle", "in transaction", "raises", "not an int"],
+)
+def test_the_status_method_decides_the_rollback(
+    pool_cls, make_pool, status, rolled_back
+):
+    from tests.fakedb import FakeDB
+
+    db = FakeDB(report_status=True)
+    pool = make_pool(pool_cls, db, max_size=1)
+    pool.put(pool.get())
+    conn = pool.get()
+    raw = raw_of(conn)
+    raw.status_value = status
+    # As Psycopg2Driver.status_method: 0 means idle, anything else (or an
+    # error) a rollback.
+    pool._status_method = "status_code"
+    before = raw.rollbacks
+    # The driver's own report (in_transaction) says idle; the status method
+    # decides where the C code uses it, the status getter elsewhere: make
+    # both say the same.
+    rec = conn._record
+    rec.status = lambda c: None if isinstance(status, Exception) or status else False
+    pool.put(conn)
+    assert (raw.rollbacks - before == 1) is rolled_back
+    assert pool.current_size == 1
+
+
+def test_cursor_goes_to_the_lent_connection(pool_cls, db, make_pool):
+    pool = make_pool(pool_cls, db, max_size=1)
+    conn = pool.get()
+    raw = raw_of(conn)
+    before = raw.cursors
+    cur = conn.cursor()
+    cur.execute("SELECT 1")
+    assert raw.cursors == before + 1
+    assert raw.executed[-1][0] == "SELECT 1"
+    calls = []
+    real = type(raw).cursor
+
+    def recording(self, *args, **kwargs):
+        calls.append((args, kwargs))
+        return real(self, *args, **kwargs)
+
+    type(raw).cursor = recording
+    try:
+        conn.cursor("named", scrollable=True)
+        conn.cursor(*range(9), key=1)  # more arguments than fit the C buffer
+    finally:
+        type(raw).cursor = real
+    assert calls == [(("named",), {"scrollable": True}), (tuple(range(9)), {"key": 1})]
+    pool.put(conn)
+    with pytest.raises(db_pool.ConnectionReturnedError):
+        conn.cursor()
+
+
+@speedups
+def test_cursor_is_the_c_method_and_keeps_the_python_one():
+    cls = db_pool.PooledConnectionWrapper
+    assert not inspect.isfunction(cls.__dict__["cursor"])
+    assert inspect.isfunction(cls._py_cursor)
+
+
+def test_a_detached_or_direct_wrapper_still_has_a_cursor(pool_cls, db, make_pool):
+    pool = make_pool(pool_cls, db, max_size=1)
+    conn = pool.get()
+    raw = pool._unwrap_connection(conn)
+    assert raw is not None
+    direct = db_pool.PooledConnectionWrapper(db.connect())
+    assert direct.cursor() is not None
+    pool.put(conn)
+
+
+def test_a_subclass_cursor_is_used(pool_cls, db, make_pool):
+    class Wrapper(db_pool.PooledConnectionWrapper):
+        __slots__ = ()
+
+        def cursor(self, *args, **kwargs):
+            return ("mine", super().cursor(*args, **kwargs))
+
+    class Pool(pool_cls):
+        wrapper_class = Wrapper
+
+    pool = make_pool(Pool, db, max_size=1)
+    conn = pool.get()
+    assert conn.cursor()[0] == "mine"
+    pool.put(conn)
+
+
+def test_a_returned_wrapper_is_finalized_without_the_pool(pool_cls, db, make_pool):
+    pool = make_pool(pool_cls, db, max_size=1)
+    conn = pool.get()
+    pool.put(conn)
+    dropped = []
+    pool._reclaim_dropped = lambda *args: dropped.append(args)
+    del conn
+    gc.collect()
+    assert dropped == []
+
+
+def test_a_lent_wrapper_dropped_is_still_reclaimed(pool_cls, db, make_pool):
+    pool = make_pool(pool_cls, db, max_size=1)
+    conn = pool.get()
+    with pytest.warns(db_pool.ConnectionLeakWarning):
+        del conn
+        gc.collect()
+        eventlet.sleep(0.01)  # the reclaim runs from the hub
+        conn = pool.get(timeout=2)
+    pool.put(conn)
+
+
+def test_settings_changed_on_a_live_pool_take_effect(pool_cls, db, make_pool):
+    pool = make_pool(pool_cls, db, max_size=1)
+    held = pool.get()
+    pool.pool_timeout = 0.05
+    with pytest.raises(db_pool.PoolTimeout):
+        pool.get()
+    pool.pool_timeout = None
+    pool.max_waiting = 0
+    with pytest.raises(db_pool.TooManyWaiters):
+        pool.get()
+    pool.max_waiting = None
+    fired = []
+    pool.add_listener({"pool_at_max": lambda info: fired.append(info["pool"])})
+    with pytest.raises(db_pool.PoolTimeout):
+        pool.get(timeout=0.05)
+    assert fired == [pool.name]
+    pool.put(held)
+
+
+class _HookedGreenlet(eventlet.greenthread.GreenThread):
+    """A green thread with eventlet's ``switch_out`` hook (as the backdoor's
+    console has): the hub calls it whenever the thread yields."""
+
+    switched_out = 0
+
+    def switch_out(self):
+        type(self).switched_out += 1
+
+
+def test_a_waiter_with_a_switch_out_hook_gets_it_called(pool_cls, db, make_pool):
+    pool = make_pool(pool_cls, db, max_size=1)
+    held = pool.get()
+    hub = eventlet.hubs.get_hub()
+    got = []
+
+    def waiter():
+        conn = pool.get(timeout=5)
+        got.append(conn)
+        pool.put(conn)
+
+    _HookedGreenlet.switched_out = 0
+    gt = _HookedGreenlet(hub.greenlet)
+    hub.schedule_call_global(0, gt.switch, waiter, (), {})
+    eventlet.sleep(0)
+    eventlet.sleep(0)
+    assert pool.waiting() == 1
+    assert _HookedGreenlet.switched_out >= 1
+    pool.put(held)
+    gt.wait()
+    assert len(got) == 1
