@@ -19,6 +19,13 @@ Each pool runs *against* its ceiling: both are open side by side and take
 turns in short slices (see :func:`duel`), so that the fraction compares
 the two under the same conditions.  A ceiling's own row is the median over
 the pools it was run against.
+
+One more row runs the rollback ceiling against itself with one change: each
+owner yields one turn of the hub after each query (``eventlet.sleep(0)``)
+before it starts the next.  That is what a pool that wakes the next holder
+from the hub costs even with no pool code at all, since the next query on
+the connection then starts after the rest of the hub's turn instead of at
+once.
 """
 
 from __future__ import annotations
@@ -73,14 +80,17 @@ class Config:
         autocommit: bool,
         ceiling: str | None,
         target: float | None = None,
+        turn: bool = False,
     ) -> None:
         self.key = key
         self.label = label
-        self.pool = pool  # a candidate key, or None for a ceiling
+        self.pool = pool  # a candidate key, or None for owners (a ceiling)
         self.reset = reset
         self.autocommit = autocommit
         self.ceiling = ceiling
         self.target = target
+        # Owners that yield one turn of the hub after each query.
+        self.turn = turn
 
 
 CONFIGS = [
@@ -167,6 +177,18 @@ CONFIGS = [
         False,
         CEILING_NR,
     ),
+    # No pool: the rollback ceiling's owners, each yielding one hub turn
+    # after each query, as a hand-off through the hub makes the next
+    # holder wait for.
+    Config(
+        "turn_rb",
+        "10 owners, rollback, one hub turn per query",
+        None,
+        "rollback",
+        False,
+        CEILING_RB,
+        turn=True,
+    ),
 ]
 
 DATABASES: list[tuple[str, Callable[[bool], Driver]]] = [
@@ -252,7 +274,9 @@ def _pool_worker(
         g.fail(exc)
 
 
-def _owner_worker(g: _Group, i: int, conn: Any, rollback: bool) -> None:
+def _owner_worker(
+    g: _Group, i: int, conn: Any, rollback: bool, turn: bool = False
+) -> None:
     counts = g.counts
     try:
         while not g.stopping:
@@ -262,6 +286,8 @@ def _owner_worker(g: _Group, i: int, conn: Any, rollback: bool) -> None:
             _query(conn)
             if rollback:
                 conn.rollback()
+            if turn:
+                eventlet.sleep(0)
             counts[i] += 1
     except Exception as exc:
         g.fail(exc)
@@ -283,7 +309,7 @@ class _Side:
             rollback = cfg.reset == "rollback"
             self.group = _Group(CONNECTIONS)
             self.group.workers = [
-                eventlet.spawn(_owner_worker, self.group, i, c, rollback)
+                eventlet.spawn(_owner_worker, self.group, i, c, rollback, cfg.turn)
                 for i, c in enumerate(conns)
             ]
 
@@ -426,7 +452,7 @@ def run(
             result["databases"][db_key] = {"skipped": unreachable}
             log(f"B3 {db_key}: skipped, server unreachable: {unreachable}")
             continue
-        pairs = [c for c in configs if c.pool is not None and c.ceiling in by_key]
+        pairs = [c for c in configs if c.ceiling is not None and c.ceiling in by_key]
         log(
             f"B3 {db_key}: {len(pairs)} pools, each against its ceiling"
             f" for {seconds:g} s each in {slice_seconds:g} s slices"
@@ -458,7 +484,7 @@ def run(
                 "target": cfg.target,
                 "autocommit": cfg.autocommit,
             }
-            if cfg.pool is None:
+            if cfg.ceiling is None:
                 runs = ceilings.get(cfg.key, [])
                 if runs:
                     # A ceiling ran once per pool that it bounds.

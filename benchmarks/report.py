@@ -601,7 +601,7 @@ def chart(results: dict[str, Any], targets: list[Target], path: str) -> None:
         values: list[float] = []
         for db_key, db in results["B3"]["databases"].items():
             for x in db.get("rows", []):
-                if x["pool"] is not None and "fraction" in x:
+                if "fraction" in x:
                     labels.append(f"{db_key}: {x['label']}")
                     values.append(x["fraction"])
         barh(
