@@ -108,9 +108,8 @@ static PyObject *str_popleft, *str_append, *str_appendleft, *str_checkout_slow,
     *str_wrapper_class, *str_fork_generation, *str_rollback, *str_block,
     *str_timeout, *str_cleanup, *str_conn, *str_monotonic, *str_discard_and_release,
     *str_reset_failed_reason, *int_one, *str_switch, *str_schedule_call_global,
-    *str_wake_served, *str_abandon_wait, *str_finish_checkout, *str_pool_timeout,
-    *str_current_size, *str_max_size, *str_max_waiting, *str_listeners,
-    *str_pool_at_max, *float_zero, *str_return_record, *str_add_timer, *str_wake_rest,
+    *str_abandon_wait, *str_finish_checkout, *str_current_size, *str_max_size,
+    *float_zero, *str_return_record, *str_add_timer, *str_wake_rest,
     *str_watch_waits, *str_timed_out, *str_schedule, *str_hub, *str_greenlet,
     *str_dead, *str_parent, *str_switch_out, *str_cursor, *str_arm_reset_watchdog,
     *str_reset_overran, *str_pool;
@@ -1842,15 +1841,10 @@ PyInit__speedups(void)
     INTERN(str_timed_out, "_timed_out");
     INTERN(str_schedule, "schedule");
     INTERN(str_schedule_call_global, "schedule_call_global");
-    INTERN(str_wake_served, "_wake_served");
     INTERN(str_abandon_wait, "_abandon_wait");
     INTERN(str_finish_checkout, "_finish_checkout");
-    INTERN(str_pool_timeout, "pool_timeout");
     INTERN(str_current_size, "current_size");
     INTERN(str_max_size, "max_size");
-    INTERN(str_max_waiting, "max_waiting");
-    INTERN(str_listeners, "_listeners");
-    INTERN(str_pool_at_max, "pool_at_max");
     INTERN(str_hub, "hub");
     INTERN(str_greenlet, "greenlet");
     INTERN(str_dead, "dead");
