@@ -184,6 +184,14 @@ as_double(PyObject *v, double *out)
     return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
 }
 
+/* 1 if *obj*'s class takes *name* from where *impl* stands (no subclass
+ * overrides it), else 0: the C code then runs the C version itself. */
+static inline int
+inherits(PyObject *obj, PyObject *name, PyObject *impl)
+{
+    return _PyType_Lookup(Py_TYPE(obj), name) == impl;
+}
+
 /* Add *delta* to an int slot. */
 static inline int
 slot_incr(PyObject *obj, Py_ssize_t off, const char *name)
@@ -520,7 +528,7 @@ optional_attr(PyObject *obj, PyObject *name)
 static PyObject *
 hub_switch(PyObject *hub, PyObject *me)
 {
-    if (_PyType_Lookup(Py_TYPE(hub), str_switch) != S.base_hub_switch)
+    if (!inherits(hub, str_switch, S.base_hub_switch))
         return call_method0(hub, str_switch);
     PyObject *hook = optional_attr(me, str_switch_out);
     if (hook == NULL)
@@ -1330,7 +1338,7 @@ fast_put(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
                 goto error;
             }
             if (reset_timeout != Py_None) {
-                if (_PyType_Lookup(Py_TYPE(self), str_reset) == S.py_reset) {
+                if (inherits(self, str_reset, S.py_reset)) {
                     r = reset_with_deadline(self, cleanup, raw, reset_timeout);
                 }
                 else { /* a subclass's own _reset() */
@@ -1392,7 +1400,7 @@ fast_put(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
     PyObject *r;
     if (n > 0) {
         /* A subclass may override _hand_off(). */
-        if (_PyType_Lookup(Py_TYPE(self), str_hand_off) == S.hand_off_descr)
+        if (inherits(self, str_hand_off, S.hand_off_descr))
             r = fast_hand_off(self, rec);
         else
             r = call_method1(self, str_hand_off, rec);
